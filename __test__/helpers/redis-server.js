@@ -1,0 +1,62 @@
+'use strict'
+// Test-side Redis: a throwaway server per test file (killed when done, so tests can stop and
+// restart it on purpose), or REDIS_URL for tests that don't restart Redis. Never the shared
+// 6379 service.
+const { createClient } = require('redis')
+const { RedisServer, freePort } = require('../../scripts/redis-server')
+
+let counter = 0
+/** A queue name no other test uses. */
+function uniqueName(label = 'q') {
+  return `${label}-${process.pid}-${Date.now().toString(36)}-${++counter}`
+}
+
+/**
+ * The Redis a test file uses: its own server, or REDIS_URL when set and the test does not need
+ * to restart Redis. Returns { url, client (node-redis), server|null, close() }.
+ */
+async function useRedis({ restartable = false } = {}) {
+  const server = !restartable && process.env.REDIS_URL ? null : await RedisServer.start()
+  const url = server ? server.url : process.env.REDIS_URL
+  const client = createClient({ url })
+  client.on('error', () => {})
+  await client.connect()
+  return {
+    url,
+    server,
+    client,
+    async close(failed) {
+      if (failed && server) server.dumpLog()
+      // destroy, not quit: quit waits for a server that a test may have killed
+      client.destroy()
+      if (server) await server.close()
+    },
+  }
+}
+
+/** Polls `fn` until it returns truthy, or fails after `ms`. Timing-free: only a hang guard. */
+async function waitFor(fn, ms = 20_000, what = 'condition') {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Both modes run the same behaviour tests. */
+const MODES = ['stream', 'list']
+
+/** A key of queue `name` under the default prefix (tests read Redis directly to check it). */
+function key(name, part) {
+  return `holdfast:{${name}}:${part}`
+}
+
+/** Every key of queue `name` still in Redis, but `dedup:<jobId>` markers: those outlive their
+ * jobs on purpose, for the dedup window. */
+async function keysOf(client, name) {
+  return (await client.keys(`holdfast:{${name}}:*`)).filter((k) => !k.includes(':dedup:')).sort()
+}
+
+module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf }

@@ -1,0 +1,70 @@
+// Compiled with `tsc --strict --noEmit`: the generics must flow from ReliableQueue<T> to add,
+// addBulk and job.data, and a wrong payload type must be a compile error.
+import { ReliableQueue, HoldfastError, type Job, type QueueStats, type Worker, type DeadJob } from '../..'
+
+interface Email {
+  to: string
+  subject?: string
+}
+
+async function main(): Promise<void> {
+  const queue = new ReliableQueue<Email>('email', { url: 'redis://127.0.0.1:6379', mode: 'stream', prefix: 'app' })
+  const id: string = await queue.add({ to: 'a@b.c' }, { jobId: 'x', maxAttempts: 2 })
+  const ids: string[] = await queue.addBulk([{ to: 'x' }, { to: 'y', subject: 'hi' }])
+
+  // @ts-expect-error: a number is not an Email
+  await queue.add(42)
+  // @ts-expect-error: `to` is required
+  await queue.addBulk([{ subject: 'no recipient' }])
+  // @ts-expect-error: unknown mode
+  new ReliableQueue<Email>('email', { mode: 'fifo' })
+  new ReliableQueue<Email>('email', { mode: 'list', listKey: 'jobs:email' })
+
+  const worker: Worker<Email> = queue.process(async (job: Job<Email>) => {
+    const to: string = job.data.to
+    const attempt: number = job.attempt
+    const signal: AbortSignal = job.signal
+    // @ts-expect-error: no such field on Email
+    job.data.cc
+    return `${to} ${attempt} ${signal.aborted}`
+  }, { concurrency: 64, visibilityTimeoutMs: 30_000, maxAttempts: 3, maxDeliveries: 5 })
+
+  queue.process((job) => {
+    job.data.to.toUpperCase() // inferred Job<Email>, plain (non-async) handler
+  })
+
+  worker.on('completed', (job, result) => console.log(job.data.to, result))
+  worker.on('failed', (job, err) => console.log(job.id, err.message))
+  worker.on('stalled', (jobId) => console.log(jobId.length))
+  worker.on('dead', (jobId, reason) => console.log(jobId, reason))
+  worker.on('error', (err: HoldfastError) => console.log(err.code))
+  await worker.close()
+  const stats: QueueStats = await queue.stats()
+  const n: number = stats.waiting + stats.active + stats.delayed + stats.dead + stats.workers
+  console.log(id, ids, n)
+  await queue.close()
+}
+
+void main
+
+async function failureModel(queue: ReliableQueue<Email>): Promise<void> {
+  await queue.add({ to: 'a' }, { delayMs: 500, backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 5000, jitter: 0.2 } })
+  await queue.add({ to: 'b' }, { runAt: new Date(Date.now() + 1000), jobId: 'b-1' })
+  await queue.addBulk([{ to: 'c' }, { to: 'd' }], { jobIds: ['c', undefined], delayMs: 10 })
+  // @ts-expect-error: per-job backoff cannot be a function
+  await queue.add({ to: 'e' }, { backoff: () => 5 })
+  const w = queue.process(async () => {}, { backoff: (attempt, err) => attempt * 100 + err.message.length, handlerTimeoutMs: 1000 })
+  w.on('failed', (job, err, willRetry: boolean) => console.log(job.maxAttempts, err, willRetry))
+  w.on('retrying', (job, err, delayMs: number) => console.log(job.id, err, delayMs))
+  const dead: DeadJob<Email>[] = await queue.dead.list({ limit: 10 })
+  const to: string = dead[0].data.to
+  const moved: number = await queue.dead.retry('all')
+  await queue.dead.retry([dead[0].id])
+  await queue.dead.purge()
+  await queue.pause()
+  await queue.resume()
+  const paused: boolean = (await queue.stats()).paused
+  console.log(to, moved, paused)
+}
+
+void failureModel

@@ -1,0 +1,19 @@
+-- Shared by the scripts that read or write stream entries (prepended; see scripts.rs).
+-- Entry fields: d payload, id job id, a attempt, o job options; see job.rs.
+
+-- The fields of an entry as a table (absent ones are nil).
+local function hf_fields(f)
+  local t = {}
+  for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
+  return t
+end
+
+-- Adds a job entry, leaving out what readers take as the default: no id (the entry id is the
+-- job id), attempt 1, no options. Returns the entry id.
+local function hf_xadd(key, payload, id, attempt, options)
+  local fields = { 'd', payload }
+  if id and id ~= '' then fields[#fields + 1] = 'id'; fields[#fields + 1] = id end
+  if attempt and tostring(attempt) ~= '1' then fields[#fields + 1] = 'a'; fields[#fields + 1] = attempt end
+  if options and options ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = options end
+  return redis.call('XADD', key, '*', unpack(fields))
+end

@@ -1,0 +1,39 @@
+-- Returns a dead worker's whole processing list to the wait list and forgets the worker, once:
+-- the first reaper to run this for a worker does the work, every later one finds it gone.
+-- Each return counts as a recovery in the element's envelope; an element recovered more than
+-- max-deliveries times goes to the dead list instead (a poison message).
+-- Elements are envelopes or raw data (lib/envelope.lua and lib/dead.lua are prepended).
+-- KEYS[1] workers (zset: worker id -> heartbeat deadline, unix ms)
+-- KEYS[2] active:<worker id> (list)
+-- KEYS[3] wait (list)
+-- KEYS[4] dead (list, capped)
+-- ARGV[1] worker id
+-- ARGV[2] now, unix ms: the worker is dead if its deadline is before this
+-- ARGV[3] max deliveries
+-- ARGV[4] dead-letter cap
+-- ARGV[5] dead-letter cutoff, unix ms: older dead letters are dropped
+-- returns false when the worker is alive or already reaped, else { {requeued job ids}, {dead job ids} }
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) >= tonumber(ARGV[2]) then return false end
+
+local max = tonumber(ARGV[3])
+local requeued, dead = {}, {}
+while true do
+  -- newest first, each pushed onto the consuming end: the oldest ends up next in line
+  local el = redis.call('LPOP', KEYS[2])
+  if not el then break end
+  local id, payload, attempt, recoveries, options = hf_read(el)
+  recoveries = recoveries + 1
+  if recoveries > max then
+    hf_dead_list(KEYS[4], id, payload, attempt, options,
+      'delivered ' .. recoveries .. ' times without finishing (maxDeliveries ' .. max .. ')',
+      ARGV[2], ARGV[4], ARGV[5])
+    dead[#dead + 1] = id
+  else
+    -- back to the consuming end: it has waited longest
+    redis.call('RPUSH', KEYS[3], hf_encode(id, attempt, recoveries, options, payload))
+    requeued[#requeued + 1] = id
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return { requeued, dead }

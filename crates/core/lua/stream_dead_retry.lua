@@ -1,0 +1,22 @@
+-- Moves dead letters back to the stream as fresh jobs (attempt 1; id and options kept).
+-- (lib/stream.lua is prepended.)
+-- KEYS[1] dead (stream)
+-- KEYS[2] stream
+-- ARGV[1] 'all', or 'ids' followed by the job ids to retry
+-- returns how many were moved
+local wanted = nil
+if ARGV[1] == 'ids' then
+  wanted = {}
+  for i = 2, #ARGV do wanted[ARGV[i]] = true end
+end
+local moved = 0
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local f = hf_fields(e[2])
+  local id = f.id
+  if id and (wanted == nil or wanted[id]) then
+    hf_xadd(KEYS[2], f.d or '', id, 1, f.o)
+    redis.call('XDEL', KEYS[1], e[1])
+    moved = moved + 1
+  end
+end
+return moved

@@ -1,0 +1,41 @@
+-- Claims entries whose lease expired (their worker died or lost its connection) for this
+-- consumer, and dead-letters the ones delivered more than max-deliveries times (poison messages
+-- that crash every worker they reach) instead of handing them out again.
+-- KEYS[1] stream
+-- KEYS[2] dead (stream)
+-- ARGV[1] consumer group
+-- ARGV[2] consumer (this worker)
+-- ARGV[3] min idle ms (the visibility timeout)
+-- ARGV[4] scan cursor (start with 0-0)
+-- ARGV[5] max entries to claim
+-- ARGV[6] max deliveries
+-- ARGV[7] now, unix ms
+-- ARGV[8] dead-letter cap (approximate MAXLEN)
+-- ARGV[9] dead-letter cutoff, unix ms: older dead letters are dropped
+-- (lib/stream.lua and lib/dead.lua are prepended)
+-- returns { next cursor, { entry id, { field, value, ... }, delivery count, ... }, { dead job id, ... } }
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local claimed, dead = {}, {}
+local max = tonumber(ARGV[6])
+for _, e in ipairs(r[2]) do
+  local id, fields = e[1], e[2]
+  local info = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)[1]
+  local deliveries = info and info[4] or 1
+  if fields == false or fields == nil then
+    -- the entry was deleted from under its pending record: nothing left to run
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+  elseif deliveries > max then
+    local f = hf_fields(fields)
+    local job = f.id or id
+    hf_dead_stream(KEYS[2], job, f.d or '', f.a or '1', f.o or '',
+      'delivered ' .. deliveries .. ' times without finishing (maxDeliveries ' .. max .. ')',
+      ARGV[7], ARGV[8], ARGV[9])
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    dead[#dead + 1] = job
+  else
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = fields
+    claimed[#claimed + 1] = deliveries
+  end
+end
+return { r[1], claimed, dead }

@@ -1,0 +1,187 @@
+//! The acker: the one task that writes finished work back to Redis. Acks accumulate while the
+//! previous write is in flight, so under load one write carries many jobs and at low load
+//! latency stays one round trip. In stream mode finished entries are then trimmed away, at most
+//! every TRIM_EVERY.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend;
+use crate::error::Result;
+use crate::fetch::Backoff;
+use crate::worker::{Inner, WorkerEvent};
+
+const MAX_BATCH: usize = 4096;
+const TRIM_EVERY: Duration = Duration::from_millis(20);
+/// On close, give up writing after this many failed tries; what is left unacked is recovered by
+/// another worker later (at-least-once, never lost).
+const CLOSE_TRIES: u32 = 5;
+
+pub(crate) enum Finish {
+    /// Receipts of completed jobs, one message per `Worker::complete` call.
+    Acks(Vec<String>),
+    Retry {
+        receipt: String,
+        id: String,
+        next_attempt: u32,
+        /// Unix ms; 0: now.
+        due_ms: u64,
+    },
+    Dead {
+        receipt: String,
+        id: String,
+        attempts: u32,
+        reason: String,
+    },
+    /// Entries left the pending list elsewhere (dead-lettered by recovery): trim soon.
+    Trim,
+    /// Reply once everything received before this is written.
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Default)]
+struct Batch {
+    acks: Vec<String>,
+    others: Vec<Finish>,
+    flushed: Vec<oneshot::Sender<()>>,
+    untrimmed: bool,
+}
+
+impl Batch {
+    fn add(&mut self, m: Finish) {
+        match m {
+            Finish::Acks(mut receipts) => self.acks.append(&mut receipts),
+            Finish::Trim => self.untrimmed = true,
+            Finish::Flush(tx) => self.flushed.push(tx),
+            other => self.others.push(other),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.acks.is_empty() && self.others.is_empty()
+    }
+}
+
+pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+    let mut batch = Batch::default();
+    let mut next_trim = Instant::now();
+    let mut open = true;
+    let mut backoff = Backoff::default();
+    let mut close_tries = 0;
+
+    loop {
+        if batch.is_empty() {
+            for tx in batch.flushed.drain(..) {
+                let _ = tx.send(());
+            }
+            if !open {
+                break;
+            }
+            let msg = if batch.untrimmed {
+                let left = next_trim.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        trim(&inner, &mut batch, &mut next_trim).await;
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            match msg {
+                Some(m) => batch.add(m),
+                None => open = false,
+            }
+        }
+        while batch.acks.len() + batch.others.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.add(m),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match flush(&inner, &batch.acks, &mut batch.others).await {
+            Ok(()) => {
+                batch.acks.clear();
+                backoff.reset();
+                batch.untrimmed |= backend::needs_trim(&inner);
+                if batch.untrimmed && (Instant::now() >= next_trim || !open) {
+                    trim(&inner, &mut batch, &mut next_trim).await;
+                }
+            }
+            Err(e) => {
+                inner.emit(WorkerEvent::Error(e));
+                if !open {
+                    close_tries += 1;
+                    if close_tries >= CLOSE_TRIES {
+                        break;
+                    }
+                }
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+    if batch.untrimmed {
+        trim(&inner, &mut batch, &mut next_trim).await;
+    }
+}
+
+/// Writes one batch: acks in one go, then failures and dead letters one script call each (they
+/// are rare). Those done are removed from `others`, so a retry after an error repeats none.
+async fn flush(inner: &Inner, acks: &[String], others: &mut Vec<Finish>) -> Result<()> {
+    let mut conn = inner.queue.worker_conn().await?;
+    if !acks.is_empty() {
+        backend::ack(inner, &mut conn, acks).await?;
+    }
+    while let Some(finish) = others.last() {
+        match finish {
+            Finish::Retry {
+                receipt,
+                id,
+                next_attempt,
+                due_ms,
+            } => {
+                backend::retry(inner, &mut conn, receipt, id, *next_attempt, *due_ms).await?;
+            }
+            Finish::Dead {
+                receipt,
+                id,
+                attempts,
+                reason,
+            } => {
+                if backend::dead(inner, &mut conn, receipt, id, *attempts, reason).await? {
+                    inner.emit(WorkerEvent::Dead {
+                        id: id.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            Finish::Acks(_) | Finish::Trim | Finish::Flush(_) => {}
+        }
+        others.pop();
+    }
+    Ok(())
+}
+
+async fn trim(inner: &Inner, batch: &mut Batch, next_trim: &mut Instant) {
+    *next_trim = Instant::now() + TRIM_EVERY;
+    match backend::trim(inner).await {
+        Ok(()) => batch.untrimmed = false,
+        // Trimming is housekeeping: try again later.
+        Err(e) => {
+            *next_trim = Instant::now() + Duration::from_secs(1);
+            if !e.is_connection() {
+                inner.emit(WorkerEvent::Error(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Options of a queue and of a worker, with their defaults and validation.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_PREFIX: &str = "holdfast";
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+/// Longest queue name accepted: keys stay short and readable in `redis-cli`.
+pub const MAX_NAME_LEN: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Redis Streams consumer groups.
+    Stream,
+    /// The reliable two-list queue (LMOVE/BLMOVE into per-worker processing lists).
+    List,
+}
+
+impl Mode {
+    pub fn parse(mode: &str) -> Result<Self> {
+        match mode {
+            "stream" => Ok(Mode::Stream),
+            "list" => Ok(Mode::List),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown mode {other:?}: use 'stream' or 'list'"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub name: String,
+    pub url: String,
+    pub prefix: String,
+    pub mode: Mode,
+    /// List mode only: consume this existing list instead of `<prefix>:{<name>}:wait`.
+    pub list_key: Option<String>,
+    pub max_payload_bytes: usize,
+    /// Cap of the dead letters (approximate in stream mode).
+    pub dead_max_len: u64,
+    /// Dead letters older than this are dropped.
+    pub dead_max_age: Duration,
+    /// An add with a `jobId` seen within this window adds nothing.
+    pub dedup_window: Duration,
+}
+
+impl QueueConfig {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            url: DEFAULT_URL.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            mode: Mode::Stream,
+            list_key: None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            dead_max_len: 10_000,
+            dead_max_age: Duration::from_secs(7 * 24 * 3600),
+            dedup_window: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        validate_name("queue name", &self.name)?;
+        validate_name("prefix", &self.prefix)?;
+        if let Some(key) = &self.list_key {
+            if self.mode != Mode::List {
+                return Err(Error::InvalidArgument("listKey needs mode 'list'".into()));
+            }
+            if key.is_empty() || key.len() > 1024 {
+                return Err(Error::InvalidArgument(
+                    "listKey must be a Redis key of 1 to 1024 bytes".into(),
+                ));
+            }
+        }
+        if self.dead_max_len == 0 {
+            return Err(Error::InvalidArgument(
+                "deadLetter.maxLen must be at least 1".into(),
+            ));
+        }
+        if self.dedup_window.is_zero() || self.dead_max_age.is_zero() {
+            return Err(Error::InvalidArgument(
+                "dedupWindowMs and deadLetter.maxAgeMs must be greater than 0".into(),
+            ));
+        }
+        if self.max_payload_bytes == 0 {
+            return Err(Error::InvalidArgument(
+                "maxPayloadBytes must be a positive number of bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be a non-empty string"
+        )));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    // Braces would break the Cluster hash tag; control characters make keys unreadable.
+    if name.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {name:?} may not contain '{{', '}}' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs in flight in this worker at once.
+    pub concurrency: usize,
+    /// How long a job may go without its lease being renewed before another worker may take it.
+    pub visibility_timeout: Duration,
+    /// Handler runs per job (first run included) before the job goes to `dead`.
+    pub max_attempts: u32,
+    /// Deliveries of one entry (crashes, expired leases) before it goes to `dead`.
+    pub max_deliveries: u32,
+    /// BLOCK of each XREADGROUP; also bounds how long `close` waits for a blocked read.
+    pub block: Duration,
+    /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'), handed
+    /// out by [`crate::Worker::complete`]. 0 (the default here) turns prefetching off.
+    pub prefetch: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            visibility_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+            max_deliveries: 5,
+            block: Duration::from_secs(1),
+            prefetch: 0,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.concurrency == 0 || self.concurrency > 100_000 {
+            return Err(Error::InvalidArgument(format!(
+                "concurrency must be between 1 and 100000, got {}",
+                self.concurrency
+            )));
+        }
+        if self.visibility_timeout < Duration::from_millis(100) {
+            return Err(Error::InvalidArgument(
+                "visibilityTimeoutMs must be at least 100 ms".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::InvalidArgument(
+                "maxAttempts must be at least 1".into(),
+            ));
+        }
+        if self.max_deliveries == 0 {
+            return Err(Error::InvalidArgument(
+                "maxDeliveries must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Leases are renewed three times per visibility timeout, so one late renewal is harmless.
+    pub fn renew_every(&self) -> Duration {
+        self.visibility_timeout / 3
+    }
+
+    /// How often to look for expired leases: a dead worker's jobs run again within
+    /// 1.25 x the visibility timeout.
+    pub fn recover_every(&self) -> Duration {
+        (self.visibility_timeout / 4).max(Duration::from_millis(50))
+    }
+
+    pub fn heartbeat_every(&self) -> Duration {
+        (self.visibility_timeout / 3).min(Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(QueueConfig::new("email").validate().is_ok());
+        assert!(QueueConfig::new("").validate().is_err());
+        assert!(QueueConfig::new("a".repeat(201)).validate().is_err());
+        assert!(QueueConfig::new("a{b}").validate().is_err());
+        assert!(Mode::parse("stream").is_ok());
+        assert_eq!(
+            Mode::parse("fifo").unwrap_err().code(),
+            "ERR_HOLDFAST_INVALID_ARGUMENT"
+        );
+    }
+
+    #[test]
+    fn worker_limits() {
+        let cfg = WorkerConfig {
+            concurrency: 0,
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_err());
+        assert!(WorkerConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,706 @@
+//! Shared test harness: a throwaway `redis-server` per test (in the style of redis-rs's
+//! `redis-test` server.rs), a channel-backed [`Dispatch`], and small polling helpers.
+//!
+//! Every test gets its own server on a free port with its own directory, so tests can run in
+//! parallel (cargo test threads, nextest processes) and may kill or restart their server. When
+//! `REDIS_URL` is set, tests that never kill or restart Redis may use that server instead
+//! ([`TestRedis::shared_or_spawn`]); every test uses a unique queue name either way.
+//!
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use holdfast_core::{Dispatch, Job, Outcome, Queue, QueueConfig, Worker, WorkerEvent};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+/// How long a spawned server may take to answer PING.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+/// Tries with a fresh port when another process took ours between probing and binding.
+const START_TRIES: u32 = 5;
+
+// ------------------------------------------------------------------------------------------
+// redis-server
+// ------------------------------------------------------------------------------------------
+
+/// A Redis server for one test: spawned (killed on drop) or, with `REDIS_URL`, an external one.
+pub struct TestRedis {
+    port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    /// `Some(url)` when the test runs against an external server from `REDIS_URL`.
+    external: Option<String>,
+}
+
+impl TestRedis {
+    /// Spawns a fresh `redis-server` on a free port; waits until it answers PING.
+    pub fn spawn() -> Self {
+        let dir = std::env::temp_dir().join(format!("holdfast-core-test-{}", unique_suffix()));
+        fs::create_dir_all(&dir).expect("create redis test dir");
+        let log = dir.join("redis.log");
+        let mut server = Self {
+            port: 0,
+            dir,
+            log,
+            child: None,
+            external: None,
+        };
+        let mut last_err = String::new();
+        for _ in 0..START_TRIES {
+            server.port = free_port();
+            match server.start() {
+                Ok(()) => return server,
+                // Another process may have taken the port after we probed it: try another one.
+                Err(e) => last_err = e,
+            }
+        }
+        panic!(
+            "could not start redis-server after {START_TRIES} tries: {last_err}\n{}",
+            server.log_text()
+        );
+    }
+
+    /// The server from `REDIS_URL` when it is set, else a spawned one. Only for tests that never
+    /// call [`stop`](Self::stop) or [`restart`](Self::restart).
+    pub fn shared_or_spawn() -> Self {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.trim().is_empty() => {
+                let port = url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(6379);
+                Self {
+                    port,
+                    dir: PathBuf::new(),
+                    log: PathBuf::new(),
+                    child: None,
+                    external: Some(url),
+                }
+            }
+            _ => Self::spawn(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match &self.external {
+            Some(url) => url.clone(),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server at once (SIGKILL: no shutdown, no save), like a crash.
+    pub fn stop(&mut self) {
+        assert!(
+            self.external.is_none(),
+            "stop() needs a spawned server, not REDIS_URL"
+        );
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same directory (it comes back empty:
+    /// persistence is off).
+    pub fn restart(&mut self) {
+        assert!(
+            self.external.is_none(),
+            "restart() needs a spawned server, not REDIS_URL"
+        );
+        self.stop();
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            match self.start() {
+                Ok(()) => return,
+                // The old socket may linger for a moment; redis-server sets SO_REUSEADDR, so
+                // this is rare, but retry briefly before giving up.
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!(
+                        "redis-server restart on port {} failed, retrying: {e}",
+                        self.port
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!(
+                    "could not restart redis-server on port {}: {e}\n{}",
+                    self.port,
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("open {}: {e}", self.log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("cannot run {bin:?} (is redis-server installed?): {e}"))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Readiness loop: PING until +PONG, the process exits, or the deadline passes.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        loop {
+            let child = self.child.as_mut().expect("child");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(format!(
+                    "redis-server on port {} exited during startup ({status})",
+                    self.port
+                ));
+            }
+            if ping(addr) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                return Err(format!(
+                    "redis-server on port {} did not answer PING within {READY_DEADLINE:?}",
+                    self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if self.external.is_some() {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- redis-server log (port {}, {}) -----\n{}----- end of redis-server log -----",
+                self.port,
+                self.log.display(),
+                self.log_text()
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Raw RESP PING, so readiness does not depend on the client under test.
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// Unique within this machine for a while: pid, a per-process counter and the clock.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    format!(
+        "{}-{}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos & 0xffff_ffff
+    )
+}
+
+/// A queue name no other test (in this or any other run against a shared server) uses.
+pub fn unique_name(test: &str) -> String {
+    format!("t-{test}-{}", unique_suffix())
+}
+
+/// A queue on `url` with a unique name.
+pub fn queue(url: &str, test: &str) -> Arc<Queue> {
+    let mut cfg = QueueConfig::new(unique_name(test));
+    cfg.url = url.to_owned();
+    Queue::new(cfg).expect("queue config")
+}
+
+/// Another handle on the same queue, as a second process would open it.
+pub fn same_queue(other: &Queue) -> Arc<Queue> {
+    Queue::new(other.config().clone()).expect("queue config")
+}
+
+// ------------------------------------------------------------------------------------------
+// Dispatch into channels
+// ------------------------------------------------------------------------------------------
+
+/// Pushes every delivered job into one channel and every event into another.
+pub struct ChannelDispatch {
+    jobs: mpsc::UnboundedSender<Job>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+}
+
+impl Dispatch for ChannelDispatch {
+    fn jobs(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            let _ = self.jobs.send(job);
+        }
+    }
+
+    fn event(&self, event: WorkerEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// The receiving ends of a [`ChannelDispatch`].
+pub struct Received {
+    pub jobs: mpsc::UnboundedReceiver<Job>,
+    pub events: mpsc::UnboundedReceiver<WorkerEvent>,
+}
+
+pub fn channel_dispatch() -> (Arc<ChannelDispatch>, Received) {
+    let (jobs_tx, jobs) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::unbounded_channel();
+    (
+        Arc::new(ChannelDispatch {
+            jobs: jobs_tx,
+            events: events_tx,
+        }),
+        Received { jobs, events },
+    )
+}
+
+impl Received {
+    /// Receives exactly `n` jobs, failing the test if they do not all arrive by `within`.
+    pub async fn jobs(&mut self, n: usize, within: Duration) -> Vec<Job> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            match tokio::time::timeout_at(deadline, self.jobs.recv()).await {
+                Ok(Some(job)) => got.push(job),
+                Ok(None) => panic!("job channel closed after {} of {n} jobs", got.len()),
+                Err(_) => panic!(
+                    "only {} of {n} jobs arrived within {within:?}: {got:?}",
+                    got.len()
+                ),
+            }
+        }
+        got
+    }
+
+    pub async fn job(&mut self, within: Duration) -> Job {
+        self.jobs(1, within).await.pop().expect("one job")
+    }
+
+    /// Fails the test if any job arrives during `period`.
+    pub async fn no_job_for(&mut self, period: Duration) {
+        if let Ok(Some(job)) = tokio::time::timeout(period, self.jobs.recv()).await {
+            panic!("unexpected job delivered: {job:?}");
+        }
+    }
+
+    /// Waits for the first event `pick` accepts, failing the test after `within`. Events it
+    /// rejects are returned too, in order, so callers can inspect them.
+    pub async fn event_where<T>(
+        &mut self,
+        within: Duration,
+        mut pick: impl FnMut(&WorkerEvent) -> Option<T>,
+    ) -> (T, Vec<WorkerEvent>) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut skipped = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => match pick(&event) {
+                    Some(t) => return (t, skipped),
+                    None => skipped.push(event),
+                },
+                Ok(None) => panic!("event channel closed; events seen: {skipped:?}"),
+                Err(_) => panic!(
+                    "expected event did not arrive within {within:?}; events seen: {skipped:?}"
+                ),
+            }
+        }
+    }
+
+    /// Every event emitted so far, without waiting.
+    pub fn drain_events(&mut self) -> Vec<WorkerEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+}
+
+pub fn complete_all(worker: &Worker, jobs: &[Job]) {
+    worker
+        .complete(jobs.iter().map(|j| (j.token, Outcome::Completed)))
+        .expect("complete");
+}
+
+/// Closes a worker, failing the test if the graceful close hangs.
+pub async fn close(worker: Worker) {
+    tokio::time::timeout(Duration::from_secs(15), worker.close())
+        .await
+        .expect("worker.close() did not finish within 15 s")
+        .expect("worker.close()");
+}
+
+// ------------------------------------------------------------------------------------------
+// Polling and direct Redis access
+// ------------------------------------------------------------------------------------------
+
+/// Polls `check` every 25 ms until it returns `Some`, failing the test after `within` with
+/// `what` and the last value it saw.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(t) => return t,
+            Err(last) => last,
+        };
+        if Instant::now() >= deadline {
+            panic!("{what}: not true within {within:?}; last: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A plain connection for inspecting keys directly.
+pub async fn redis_conn(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to test redis")
+}
+
+pub async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("XLEN")
+}
+
+/// All entries of a stream as (entry id, field -> value).
+pub async fn xrange(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    entries
+        .into_iter()
+        .map(|(id, fields)| (id, fields.into_iter().collect()))
+        .collect()
+}
+
+/// Waits until the stream at `key` has no entries left (finished entries are trimmed away).
+pub async fn wait_trimmed(conn: &mut MultiplexedConnection, key: &str, within: Duration) {
+    eventually(within, &format!("XLEN {key} == 0"), || {
+        let mut conn = conn.clone();
+        async move {
+            match xlen(&mut conn, key).await {
+                0 => Ok(()),
+                n => Err(format!("XLEN = {n}")),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until stats show nothing waiting and nothing active (acks are asynchronous).
+pub async fn wait_drained(queue: &Queue, within: Duration) -> holdfast_core::Stats {
+    eventually(within, "stats waiting == 0 && active == 0", || async move {
+        match queue.stats().await {
+            Ok(s) if s.waiting == 0 && s.active == 0 => Ok(s),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+/// Error events among `events`, for assertions that a healthy run reported none.
+pub fn errors(events: &[WorkerEvent]) -> Vec<&WorkerEvent> {
+    events
+        .iter()
+        .filter(|e| matches!(e, WorkerEvent::Error(_)))
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// List mode
+// ------------------------------------------------------------------------------------------
+
+/// A list-mode queue on `url` with a unique name; `list_key` consumes that list instead of the
+/// queue's own `wait` list.
+pub fn list_queue(url: &str, test: &str, list_key: Option<&str>) -> Arc<Queue> {
+    let mut cfg = QueueConfig::new(unique_name(test));
+    cfg.url = url.to_owned();
+    cfg.mode = holdfast_core::Mode::List;
+    cfg.list_key = list_key.map(str::to_owned);
+    Queue::new(cfg).expect("list queue config")
+}
+
+/// A list element in holdfast's envelope format, built by hand (list.rs documents it):
+/// `"\x1fhf1|<attempt>|<recoveries>|<max attempts or empty>|<id length>|<id><payload>"`.
+pub fn envelope(
+    id: &str,
+    attempt: u32,
+    recoveries: u32,
+    max_attempts: Option<u32>,
+    payload: &str,
+) -> String {
+    // the options field: `m<max attempts>` (see envelope.rs)
+    let max = max_attempts.map(|m| format!("m{m}")).unwrap_or_default();
+    format!(
+        "\x1fhf1|{attempt}|{recoveries}|{max}|{}|{id}{payload}",
+        id.len()
+    )
+}
+
+/// The id list mode gives an element that is not an envelope: `raw-` and the first 16 hex
+/// digits of its SHA-1, computed by Redis (as the reaper's Lua does).
+pub async fn raw_id(conn: &mut MultiplexedConnection, element: &str) -> String {
+    let hex: String = redis::Script::new("return redis.sha1hex(ARGV[1])")
+        .arg(element)
+        .invoke_async(conn)
+        .await
+        .expect("sha1hex");
+    format!("raw-{}", &hex[..16])
+}
+
+/// Registers a worker that died: its heartbeat deadline is long past and its processing list
+/// holds `elements` (the first one is the oldest delivery, at the tail of the list).
+pub async fn plant_dead_worker(
+    conn: &mut MultiplexedConnection,
+    keys: &holdfast_core::QueueKeys,
+    worker_id: &str,
+    elements: &[String],
+) {
+    let deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+        - 60_000;
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if !elements.is_empty() {
+        pipe.cmd("LPUSH")
+            .arg(keys.active(worker_id))
+            .arg(elements)
+            .ignore();
+    }
+    pipe.cmd("ZADD")
+        .arg(&keys.workers)
+        .arg(deadline)
+        .arg(worker_id)
+        .ignore();
+    pipe.query_async::<()>(conn)
+        .await
+        .expect("plant a dead worker");
+}
+
+pub async fn llen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("LLEN")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("LLEN")
+}
+
+pub async fn lrange(conn: &mut MultiplexedConnection, key: &str) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .expect("LRANGE")
+}
+
+pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<i64>(conn)
+        .await
+        .expect("EXISTS")
+        == 1
+}
+
+pub async fn zscore(conn: &mut MultiplexedConnection, key: &str, member: &str) -> Option<f64> {
+    redis::cmd("ZSCORE")
+        .arg(key)
+        .arg(member)
+        .query_async(conn)
+        .await
+        .expect("ZSCORE")
+}
+
+/// Keys matching a KEYS pattern, sorted (test servers only: KEYS scans everything).
+pub async fn keys_matching(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// Every key of one queue (`<prefix>:{<name>}:*`).
+/// The queue's keys, without `dedup:<jobId>` markers: those outlive their jobs on purpose, for
+/// the dedup window (they expire by themselves).
+pub async fn queue_keys(conn: &mut MultiplexedConnection, queue: &Queue) -> Vec<String> {
+    let cfg = queue.config();
+    let mut keys = keys_matching(conn, &format!("{}:{{{}}}:*", cfg.prefix, cfg.name)).await;
+    keys.retain(|k| !k.contains(":dedup:"));
+    keys
+}
+
+/// One record of a list-mode dead list (a JSON object, decoded by Redis's cjson).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadRecord {
+    pub id: String,
+    pub d: String,
+    /// Attempts made, as the JSON number printed by Lua ("nil" when absent).
+    pub a: String,
+    pub err: String,
+    pub t: String,
+}
+
+/// Every record of the dead list at `key`, newest first.
+pub async fn dead_records(conn: &mut MultiplexedConnection, key: &str) -> Vec<DeadRecord> {
+    let rows: Vec<Vec<String>> = redis::Script::new(
+        r#"
+        local out = {}
+        for i, el in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+          local ok, r = pcall(cjson.decode, el)
+          if not ok or type(r) ~= 'table' then
+            out[i] = { 'not a JSON object: ' .. el, '', '', '', '' }
+          else
+            out[i] = { tostring(r.id), tostring(r.d), tostring(r.a), tostring(r.err), tostring(r.t) }
+          end
+        end
+        return out
+        "#,
+    )
+    .key(key)
+    .invoke_async(conn)
+    .await
+    .expect("decode dead records");
+    rows.into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let mut next = || r.next().unwrap_or_default();
+            DeadRecord {
+                id: next(),
+                d: next(),
+                a: next(),
+                err: next(),
+                t: next(),
+            }
+        })
+        .collect()
+}
+
+/// Cuts every client connection except the caller's own (`CLIENT KILL TYPE normal SKIPME yes`);
+/// returns how many were cut.
+pub async fn kill_other_clients(conn: &mut MultiplexedConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(conn)
+        .await
+        .expect("CLIENT KILL")
+}
+
+/// The ids of every `Stalled` event among `events`, in order.
+pub fn stalled_ids(events: &[WorkerEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Stalled { ids } => Some(ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// `(id, reason)` of every `Dead` event among `events`, in order.
+pub fn dead_events(events: &[WorkerEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}

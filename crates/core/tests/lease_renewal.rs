@@ -1,0 +1,98 @@
+//! A job held far longer than the visibility timeout stays with its worker: the worker renews the
+//! lease from its own timer, so another worker on the same queue never recovers it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use holdfast_core::{NewJob, WorkerConfig, WorkerEvent};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn short_lease() -> WorkerConfig {
+    WorkerConfig {
+        visibility_timeout: Duration::from_millis(300),
+        block: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_job_keeps_its_lease() {
+    let redis = TestRedis::shared_or_spawn();
+    let queue = queue(&redis.url(), "lease");
+    let keys = queue.keys().clone();
+    let mut conn = redis_conn(&redis.url()).await;
+
+    let (dispatch_a, mut rx_a) = channel_dispatch();
+    let worker_a = queue.worker(short_lease(), dispatch_a).expect("worker a");
+    let id = queue
+        .add(vec![NewJob::new("{\"slow\":true}")])
+        .await
+        .expect("add")
+        .remove(0);
+    let held = rx_a.job(DEADLINE).await;
+    assert_eq!(held.id, id);
+
+    // A second worker, as another process would run it, scanning for expired leases every
+    // 75 ms with min-idle 300 ms.
+    let queue_b = same_queue(&queue);
+    let (dispatch_b, mut rx_b) = channel_dispatch();
+    let worker_b = queue_b.worker(short_lease(), dispatch_b).expect("worker b");
+
+    // Hold the job for five visibility timeouts.
+    let started = Instant::now();
+    rx_b.no_job_for(Duration::from_millis(1500)).await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    rx_a.no_job_for(Duration::ZERO).await;
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(
+        (stats.waiting, stats.active, stats.workers),
+        (0, 1, 2),
+        "{stats:?}"
+    );
+
+    // The entry is still pending for worker A, delivered once.
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(&keys.stream)
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut conn)
+        .await
+        .expect("XPENDING");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].0, held.receipt);
+    assert_eq!(pending[0].1, worker_a.id(), "still owned by worker a");
+    assert_eq!(pending[0].3, 1, "renewal does not count as a delivery");
+    assert!(
+        pending[0].2 < 300,
+        "idle time was just reset, got {} ms",
+        pending[0].2
+    );
+
+    worker_a
+        .complete([(held.token, holdfast_core::Outcome::Completed)])
+        .expect("complete");
+    wait_drained(&queue, DEADLINE).await;
+    wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
+    rx_b.no_job_for(Duration::from_millis(400)).await;
+
+    for (name, rx) in [("a", &mut rx_a), ("b", &mut rx_b)] {
+        let events = rx.drain_events();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
+            "worker {name} saw the job as stalled or dead: {events:?}"
+        );
+        assert!(
+            errors(&events).is_empty(),
+            "worker {name} reported errors: {events:?}"
+        );
+    }
+    close(worker_a).await;
+    close(worker_b).await;
+}

@@ -1,0 +1,477 @@
+'use strict'
+// The user-facing API over the generated native binding (../index.js): JSON encoding, add
+// coalescing, running handlers, EventEmitter events and coded errors. Queue logic lives in Rust.
+
+const { EventEmitter } = require('node:events')
+const native = require('../index.js')
+const { checkBackoff, toSpec, fromSpec, delayFor } = require('./backoff.js')
+const { HoldfastError, typeError, invalidArgument, fromNative, closedError } = require('./errors.js')
+
+const DEFAULT_URL = 'redis://127.0.0.1:6379'
+/** Concurrent `add` calls made in one tick travel in one pipeline of at most this many jobs. */
+const MAX_COALESCED = 1000
+const MAX_JOB_ID_BYTES = native.MAX_JOB_ID_BYTES
+
+function checkNumber(name, value) {
+  if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) {
+    throw invalidArgument(`${name} must be a finite number, got ${typeof value === 'number' ? value : typeof value}`)
+  }
+}
+
+function checkOptions(name, value) {
+  if (value !== undefined && (value === null || typeof value !== 'object')) {
+    throw invalidArgument(`${name} must be an object`)
+  }
+  return value || {}
+}
+
+function encode(data, limit, where) {
+  let text
+  try {
+    text = JSON.stringify(data)
+  } catch (e) {
+    throw typeError('ERR_HOLDFAST_INVALID_PAYLOAD', `${where}cannot be encoded as JSON: ${e.message}`)
+  }
+  if (text === undefined) {
+    throw typeError(
+      'ERR_HOLDFAST_INVALID_PAYLOAD',
+      `${where}of type ${typeof data} cannot be encoded as JSON; pass an object, array, string, number, boolean or null`,
+    )
+  }
+  // A UTF-8 byte is at most 3 per UTF-16 unit, so most payloads skip the byte count.
+  if (text.length * 3 > limit) {
+    const size = Buffer.byteLength(text)
+    if (size > limit) {
+      throw new HoldfastError(
+        'ERR_HOLDFAST_PAYLOAD_TOO_LARGE',
+        `${where}is ${size} bytes as JSON, over the ${limit}-byte limit; store large data elsewhere and enqueue a reference, or raise maxPayloadBytes`,
+      )
+    }
+  }
+  return text
+}
+
+/**
+ * Checks the options of `add` / `addBulk` and turns them into the native columns' values.
+ * Checked here, per call, so one bad `add` never sinks the others sent in the same tick.
+ */
+function checkJobOptions(opts) {
+  opts = checkOptions('add options', opts)
+  const out = { jobId: undefined, maxAttempts: undefined, backoff: undefined, runAt: undefined }
+  if (opts.jobId !== undefined) out.jobId = checkJobId(opts.jobId)
+  if (opts.maxAttempts !== undefined) {
+    if (!(Number.isInteger(opts.maxAttempts) && opts.maxAttempts >= 1 && opts.maxAttempts <= 0xffffffff)) {
+      throw invalidArgument(`maxAttempts must be a whole number >= 1, got ${String(opts.maxAttempts)}`)
+    }
+    out.maxAttempts = opts.maxAttempts
+  }
+  const backoff = checkBackoff(opts.backoff, { allowFunction: false })
+  if (backoff) out.backoff = toSpec(backoff)
+  if (opts.delayMs !== undefined && opts.runAt !== undefined) throw invalidArgument('give delayMs or runAt, not both')
+  if (opts.delayMs !== undefined) {
+    if (typeof opts.delayMs !== 'number' || !Number.isFinite(opts.delayMs) || opts.delayMs < 0) throw invalidArgument('delayMs must be a number of ms >= 0')
+    if (opts.delayMs > 0) out.runAt = Date.now() + opts.delayMs
+  }
+  if (opts.runAt !== undefined) {
+    const t = opts.runAt instanceof Date ? opts.runAt.getTime() : opts.runAt
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) throw invalidArgument('runAt must be a Date or a unix time in ms')
+    out.runAt = Math.round(t)
+  }
+  return out
+}
+
+function checkJobId(jobId) {
+  if (typeof jobId !== 'string' || jobId.length === 0 || Buffer.byteLength(jobId) > MAX_JOB_ID_BYTES) {
+    throw invalidArgument(`jobId must be a string of 1 to ${MAX_JOB_ID_BYTES} bytes`)
+  }
+  return jobId
+}
+
+const COLUMNS = [['jobId', 'jobIds'], ['maxAttempts', 'maxAttempts'], ['backoff', 'backoffs'], ['runAt', 'runAts']]
+
+/** Native `add` columns for `n` jobs, or undefined when no job has any option. */
+function columns(n, jobOptions) {
+  let cols
+  for (let i = 0; i < n; i++) {
+    const o = jobOptions(i)
+    if (!o) continue
+    for (const [field, col] of COLUMNS) {
+      if (o[field] === undefined) continue
+      cols ??= {}
+      cols[col] ??= new Array(n).fill(null)
+      cols[col][i] = o[field]
+    }
+  }
+  return cols
+}
+
+class ReliableQueue {
+  /**
+   * @param {string} name
+   * @param {import('./holdfast').QueueOptions} [options]
+   */
+  constructor(name, options) {
+    if (typeof name !== 'string') throw invalidArgument('queue name must be a string')
+    const opts = checkOptions('queue options', options)
+    for (const key of ['url', 'mode', 'prefix', 'listKey']) {
+      if (opts[key] !== undefined && typeof opts[key] !== 'string') throw invalidArgument(`${key} must be a string`)
+    }
+    checkNumber('maxPayloadBytes', opts.maxPayloadBytes)
+    checkNumber('dedupWindowMs', opts.dedupWindowMs)
+    const deadLetter = checkOptions('deadLetter', opts.deadLetter)
+    checkNumber('deadLetter.maxLen', deadLetter.maxLen)
+    checkNumber('deadLetter.maxAgeMs', deadLetter.maxAgeMs)
+    const url = opts.url ?? process.env.REDIS_URL ?? DEFAULT_URL
+    try {
+      this._native = new native.NativeQueue(name, {
+        url,
+        mode: opts.mode,
+        prefix: opts.prefix,
+        listKey: opts.listKey,
+        maxPayloadBytes: opts.maxPayloadBytes,
+        dedupWindowMs: opts.dedupWindowMs,
+        deadLetterMaxLen: deadLetter.maxLen,
+        deadLetterMaxAgeMs: deadLetter.maxAgeMs,
+      })
+    } catch (e) {
+      throw fromNative(e)
+    }
+    this.name = name
+    this._maxPayloadBytes = this._native.maxPayloadBytes
+    this._batch = null
+    this._workers = new Set()
+    this._closed = false
+    this.dead = new DeadLetters(this)
+  }
+
+  /** Adds one job. Calls made in the same tick share one atomic round trip. */
+  add(data, options) {
+    if (this._closed) return Promise.reject(closedError('queue'))
+    let payload, opts
+    try {
+      opts = checkJobOptions(options)
+      payload = encode(data, this._maxPayloadBytes, 'job data ')
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    let batch = this._batch
+    if (batch === null) {
+      batch = this._batch = { payloads: [], options: [], waiters: [] }
+      queueMicrotask(() => this._flushAdds(batch))
+    }
+    const i = batch.payloads.push(payload) - 1
+    if (opts.jobId !== undefined || opts.maxAttempts !== undefined || opts.backoff !== undefined || opts.runAt !== undefined) {
+      batch.options[i] = opts
+    }
+    const promise = new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }))
+    if (batch.payloads.length >= MAX_COALESCED) this._flushAdds(batch)
+    return promise
+  }
+
+  _flushAdds(batch) {
+    if (this._batch !== batch) return // already sent
+    this._batch = null
+    const { payloads, waiters } = batch
+    this._native.add(payloads, columns(payloads.length, (i) => batch.options[i])).then(
+      (ids) => {
+        for (let i = 0; i < waiters.length; i++) waiters[i].resolve(ids[i])
+      },
+      (err) => {
+        const e = fromNative(err)
+        for (const w of waiters) w.reject(e)
+      },
+    )
+  }
+
+  /**
+   * Adds many jobs in one atomic round trip; if any item is invalid, none is added. `options`
+   * apply to every item, except `jobIds`: one per item (undefined where an item has none).
+   */
+  async addBulk(items, options) {
+    if (this._closed) throw closedError('queue')
+    if (!Array.isArray(items)) throw invalidArgument('addBulk takes an array of job data')
+    const { jobIds, ...common } = checkOptions('addBulk options', options)
+    if (jobIds !== undefined && (!Array.isArray(jobIds) || jobIds.length !== items.length)) {
+      throw invalidArgument('jobIds must be an array with one entry per item')
+    }
+    const shared = checkJobOptions(common)
+    const payloads = new Array(items.length)
+    for (let i = 0; i < items.length; i++) payloads[i] = encode(items[i], this._maxPayloadBytes, `addBulk item ${i} `)
+    if (payloads.length === 0) return []
+    const perItem = jobIds && jobIds.map((id) => (id === undefined || id === null ? undefined : checkJobId(id)))
+    const cols = columns(payloads.length, (i) => (perItem && perItem[i] !== undefined ? { ...shared, jobId: perItem[i] } : shared))
+    return this._call((n) => n.add(payloads, cols))
+  }
+
+  /** Runs a native async call on an open queue, with its error moved to a coded one. */
+  _call(fn) {
+    if (this._closed) return Promise.reject(closedError('queue'))
+    return fn(this._native).catch((e) => {
+      throw fromNative(e)
+    })
+  }
+
+  /** Stops fetching in every worker of this queue, in every process; in-flight jobs finish. */
+  async pause() {
+    await this._call((n) => n.pause())
+  }
+
+  async resume() {
+    await this._call((n) => n.resume())
+  }
+
+  /** Starts a worker in this process that runs `handler` for each job. */
+  process(handler, options) {
+    if (this._closed) throw closedError('queue')
+    const worker = new Worker(this, handler, options)
+    this._workers.add(worker)
+    return worker
+  }
+
+  /** Counts: waiting, active, delayed, dead, workers. */
+  stats() {
+    return this._call((n) => n.stats())
+  }
+
+  /** Closes this queue's workers gracefully, then the queue. Idempotent. */
+  async close() {
+    if (this._closed) return
+    this._closed = true
+    if (this._batch) this._flushAdds(this._batch)
+    await Promise.all([...this._workers].map((w) => w.close()))
+    this._native.close()
+  }
+}
+
+/** The dead letters of a queue: `queue.dead`. */
+class DeadLetters {
+  constructor(queue) {
+    this._queue = queue
+  }
+
+  /** A page, newest first: `{ id, data, error, attempts, failedAt }` items. */
+  async list(options) {
+    const { limit = 100, offset = 0 } = checkOptions('dead.list options', options)
+    for (const [name, v] of [['limit', limit], ['offset', offset]]) {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidArgument(`${name} must be a whole number >= 0`)
+    }
+    const items = await this._queue._call((n) => n.deadList(offset, limit))
+    return items.map(({ id, payload, error, attempts, failedAt }) => ({
+      id,
+      data: decode(payload),
+      error,
+      attempts,
+      failedAt: new Date(failedAt),
+    }))
+  }
+
+  /** Moves dead letters back to the queue as fresh jobs (attempt 1). Resolves to how many moved. */
+  async retry(ids) {
+    if (ids !== 'all' && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string'))) {
+      throw invalidArgument("dead.retry takes an array of job ids, or 'all'")
+    }
+    return this._queue._call((n) => n.deadRetry(ids === 'all' ? null : ids))
+  }
+
+  /** Deletes every dead letter. Resolves to how many there were. */
+  purge() {
+    return this._queue._call((n) => n.deadPurge())
+  }
+}
+
+function decode(payload) {
+  try {
+    return JSON.parse(payload)
+  } catch {
+    return payload // added by another client as a plain string
+  }
+}
+
+/** What a handler receives. `signal` is created on first use. */
+class Job {
+  constructor(id, data, attempt, maxAttempts) {
+    this.id = id
+    this.data = data
+    this.attempt = attempt
+    this.maxAttempts = maxAttempts
+    this._controller = null
+  }
+
+  get signal() {
+    this._controller ??= new AbortController()
+    return this._controller.signal
+  }
+
+  _abort(reason) {
+    this._controller ??= new AbortController()
+    this._controller.abort(reason)
+  }
+}
+
+function errorMessage(err) {
+  if (err instanceof Error) return err.message || err.name || 'Error'
+  if (typeof err === 'string') return err
+  try {
+    return `non-Error thrown: ${JSON.stringify(err) ?? String(err)}`
+  } catch {
+    return `non-Error thrown: ${String(err)}`
+  }
+}
+
+class Worker extends EventEmitter {
+  constructor(queue, handler, options) {
+    super()
+    if (typeof handler !== 'function') throw invalidArgument('process() needs a handler function: queue.process(async (job) => { ... })')
+    const opts = checkOptions('process options', options)
+    const nativeOpts = {}
+    for (const key of ['concurrency', 'visibilityTimeoutMs', 'maxAttempts', 'maxDeliveries', 'blockMs', 'prefetch']) {
+      checkNumber(key, opts[key])
+      nativeOpts[key] = opts[key]
+    }
+    checkNumber('handlerTimeoutMs', opts.handlerTimeoutMs)
+    if (opts.handlerTimeoutMs !== undefined && !(opts.handlerTimeoutMs > 0)) throw invalidArgument('handlerTimeoutMs must be greater than 0')
+    this._backoff = checkBackoff(opts.backoff, { allowFunction: true })
+    this._timeoutMs = opts.handlerTimeoutMs
+    this._queue = queue
+    this._handler = handler
+    this._ok = []
+    this._failed = []
+    this._reasons = []
+    this._delays = []
+    this._flushQueued = false
+    this._closing = null
+    this._lastWarning = 0
+    try {
+      this._native = queue._native.createWorker(
+        nativeOpts,
+        (batch) => this._onJobs(batch),
+        (event) => this._onEvent(event),
+      )
+    } catch (e) {
+      throw fromNative(e)
+    }
+    this.id = this._native.id
+    this._maxAttempts = this._native.maxAttempts
+  }
+
+  _onJobs({ tokens, ids, payloads, attempts, maxAttempts, backoffs }) {
+    for (let i = 0; i < tokens.length; i++) {
+      const job = new Job(ids[i], decode(payloads[i]), attempts[i], maxAttempts[i] || this._maxAttempts)
+      if (backoffs && backoffs[i]) job._backoff = fromSpec(backoffs[i])
+      this._run(tokens[i], job)
+    }
+  }
+
+  _run(token, job) {
+    let settled = false
+    let timer = null
+    const finish = (ok, value) => {
+      if (settled) return // a handler that settles after its timeout changes nothing
+      settled = true
+      if (timer !== null) clearTimeout(timer)
+      this._finish(token, job, ok, value)
+    }
+    if (this._timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        const err = new HoldfastError('ERR_HOLDFAST_HANDLER_TIMEOUT', `handler timed out after ${this._timeoutMs} ms`)
+        job._abort(err)
+        finish(false, err) // frees the slot now; the handler should stop on job.signal
+      }, this._timeoutMs)
+    }
+    let result
+    try {
+      result = this._handler(job)
+    } catch (err) {
+      finish(false, err)
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+      result.then(
+        (value) => finish(true, value),
+        (err) => finish(false, err),
+      )
+    } else {
+      finish(true, result)
+    }
+  }
+
+  _finish(token, job, ok, value) {
+    if (ok) {
+      this._ok.push(token)
+      if (this.listenerCount('completed') > 0) this._emit('completed', job, value)
+    } else {
+      const willRetry = job.attempt < job.maxAttempts
+      const delay = willRetry ? delayFor(job._backoff ?? this._backoff, job.attempt, value, (e) => this._emit('error', e)) : 0
+      this._failed.push(token)
+      this._reasons.push(errorMessage(value))
+      this._delays.push(delay)
+      if (this.listenerCount('failed') > 0 || (willRetry && this.listenerCount('retrying') > 0)) {
+        const err = value instanceof Error ? value : new Error(errorMessage(value), { cause: value })
+        this._emit('failed', job, err, willRetry)
+        if (willRetry) this._emit('retrying', job, err, delay)
+      }
+    }
+    if (!this._flushQueued) {
+      this._flushQueued = true
+      queueMicrotask(() => this._flushCompletions())
+    }
+  }
+
+  /** One native call per tick reports every job finished in it. */
+  _flushCompletions() {
+    this._flushQueued = false
+    const ok = Uint32Array.from(this._ok)
+    const failed = Uint32Array.from(this._failed)
+    const reasons = this._reasons
+    const delays = Uint32Array.from(this._delays)
+    this._ok = []
+    this._failed = []
+    this._reasons = []
+    this._delays = []
+    let next = null
+    try {
+      next = this._native.complete(ok, failed, reasons, delays)
+    } catch (e) {
+      this._emit('error', fromNative(e))
+    }
+    // prefetched jobs for the slots just freed come back at once, without a round trip
+    if (next) this._onJobs(next)
+  }
+
+  _onEvent({ kind, code, message, ids }) {
+    if (kind === 'error') this._emit('error', new HoldfastError(code, message))
+    else if (kind === 'stalled') for (const id of ids) this._emit('stalled', id)
+    else if (kind === 'dead') this._emit('dead', ids[0], message)
+  }
+
+  /** A listener that throws must not break the worker; with no 'error' listener, warn instead of crashing. */
+  _emit(event, ...args) {
+    if (event === 'error' && this.listenerCount('error') === 0) {
+      const now = Date.now()
+      if (now - this._lastWarning > 5000) {
+        this._lastWarning = now
+        process.emitWarning(`holdfast worker: ${args[0].message} (add worker.on('error') to handle these)`, { code: args[0].code })
+      }
+      return
+    }
+    try {
+      this.emit(event, ...args)
+    } catch (err) {
+      if (event !== 'error') this._emit('error', err)
+    }
+  }
+
+  /** Stops fetching, waits for jobs in flight, flushes acks. Idempotent. */
+  close() {
+    this._closing ??= this._native.close().then(
+      () => this._queue._workers.delete(this),
+      (e) => {
+        this._queue._workers.delete(this)
+        throw fromNative(e)
+      },
+    )
+    return this._closing
+  }
+}
+
+module.exports = { ReliableQueue, Worker, Job, DeadLetters, HoldfastError }

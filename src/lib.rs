@@ -1,0 +1,503 @@
+//! The napi binding: converts options with `TryFrom`, maps every core error through
+//! [`to_js_error`], and bridges worker batches to JS through threadsafe functions. The queue
+//! logic lives in `holdfast-core`; the user-facing API (EventEmitter, AbortSignal, JSON) lives in
+//! the hand-written `lib/holdfast.js`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use holdfast_core as core;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+/// Every core error crosses as an Error whose message starts with its stable code
+/// (`ERR_HOLDFAST_...: message`); `lib/holdfast.js` moves the code to `error.code`. napi-rs sets
+/// `code` from its own status enum on async rejections, so the code has to travel in the text.
+fn to_js_error(err: core::Error) -> Error {
+    Error::new(Status::GenericFailure, format!("{}: {}", err.code(), err))
+}
+
+fn invalid(msg: String) -> Error {
+    to_js_error(core::Error::InvalidArgument(msg))
+}
+
+/// A non-negative integer option given as a JS number.
+fn whole(name: &str, value: Option<f64>) -> Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(v)
+            if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 =>
+        {
+            Ok(Some(v as u64))
+        }
+        Some(v) => Err(invalid(format!(
+            "{name} must be a whole number >= 0, got {v}"
+        ))),
+    }
+}
+
+fn positive(name: &str, value: Option<f64>) -> Result<Option<u64>> {
+    match whole(name, value)? {
+        Some(0) => Err(invalid(format!("{name} must be greater than 0"))),
+        v => Ok(v),
+    }
+}
+
+fn small(name: &str, v: u64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| invalid(format!("{name} is too large: {v}")))
+}
+
+/// Options of the native queue. `lib/holdfast.js` fills in the defaults documented there.
+#[napi(object)]
+pub struct QueueOptions {
+    /// Redis url, `redis://[[user]:password@]host[:port][/db]`.
+    pub url: Option<String>,
+    /// `'stream'` (default) or `'list'`.
+    pub mode: Option<String>,
+    /// List mode: consume this existing list (filled by other clients with LPUSH).
+    pub list_key: Option<String>,
+    /// Key prefix, default `holdfast`.
+    pub prefix: Option<String>,
+    /// Largest encoded payload accepted by `add`, default 512 KiB.
+    pub max_payload_bytes: Option<f64>,
+    /// An add with a `jobId` seen within this many ms adds nothing (default 24 h).
+    pub dedup_window_ms: Option<f64>,
+    /// Cap of the dead letters (default 10000).
+    pub dead_letter_max_len: Option<f64>,
+    /// Dead letters older than this many ms are dropped (default 7 days).
+    pub dead_letter_max_age_ms: Option<f64>,
+}
+
+struct QueueArgs<'a>(&'a str, Option<&'a QueueOptions>);
+
+impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
+    type Error = Error;
+
+    fn try_from(QueueArgs(name, opts): QueueArgs<'_>) -> Result<Self> {
+        let mut cfg = core::QueueConfig::new(name);
+        if let Some(o) = opts {
+            if let Some(url) = &o.url {
+                cfg.url = url.clone();
+            }
+            if let Some(prefix) = &o.prefix {
+                cfg.prefix = prefix.clone();
+            }
+            if let Some(mode) = &o.mode {
+                cfg.mode = core::Mode::parse(mode).map_err(to_js_error)?;
+            }
+            cfg.list_key = o.list_key.clone();
+            if let Some(max) = positive("maxPayloadBytes", o.max_payload_bytes)? {
+                cfg.max_payload_bytes = max as usize;
+            }
+            if let Some(ms) = positive("dedupWindowMs", o.dedup_window_ms)? {
+                cfg.dedup_window = Duration::from_millis(ms);
+            }
+            if let Some(n) = positive("deadLetter.maxLen", o.dead_letter_max_len)? {
+                cfg.dead_max_len = n;
+            }
+            if let Some(ms) = positive("deadLetter.maxAgeMs", o.dead_letter_max_age_ms)? {
+                cfg.dead_max_age = Duration::from_millis(ms);
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Per-job columns of a native `add`, parallel to its payloads.
+#[napi(object)]
+#[derive(Default)]
+pub struct AddColumns {
+    pub job_ids: Option<Vec<Option<String>>>,
+    pub max_attempts: Option<Vec<Option<f64>>>,
+    /// Backoff specs (written and read by lib/holdfast.js).
+    pub backoffs: Option<Vec<Option<String>>>,
+    /// Not before, unix ms.
+    pub run_ats: Option<Vec<Option<f64>>>,
+}
+
+/// Options of a native worker.
+#[napi(object)]
+pub struct WorkerOptions {
+    /// Jobs in flight at once in this worker (default 64).
+    pub concurrency: Option<f64>,
+    /// Lease length in ms (default 30000). Renewed by Rust timers while the handler runs.
+    pub visibility_timeout_ms: Option<f64>,
+    /// Handler runs per job before it goes to `dead` (default 3).
+    pub max_attempts: Option<f64>,
+    /// Deliveries (crashes, expired leases) per entry before it goes to `dead` (default 5).
+    pub max_deliveries: Option<f64>,
+    /// BLOCK of each XREADGROUP in ms (default 1000).
+    pub block_ms: Option<f64>,
+    /// Jobs fetched ahead of free handler slots (default: as many as `concurrency`; 0: none).
+    pub prefetch: Option<f64>,
+}
+
+impl TryFrom<&WorkerOptions> for core::WorkerConfig {
+    type Error = Error;
+
+    fn try_from(o: &WorkerOptions) -> Result<Self> {
+        let mut cfg = core::WorkerConfig::default();
+        if let Some(v) = positive("concurrency", o.concurrency)? {
+            cfg.concurrency = v as usize;
+        }
+        cfg.prefetch = match whole("prefetch", o.prefetch)? {
+            Some(v) => v.min(100_000) as usize,
+            None => cfg.concurrency,
+        };
+        if let Some(v) = positive("visibilityTimeoutMs", o.visibility_timeout_ms)? {
+            cfg.visibility_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = positive("maxAttempts", o.max_attempts)? {
+            cfg.max_attempts = small("maxAttempts", v)?;
+        }
+        if let Some(v) = positive("maxDeliveries", o.max_deliveries)? {
+            cfg.max_deliveries = small("maxDeliveries", v)?;
+        }
+        if let Some(v) = positive("blockMs", o.block_ms)? {
+            cfg.block = Duration::from_millis(v);
+        }
+        cfg.validate().map_err(to_js_error)?;
+        Ok(cfg)
+    }
+}
+
+/// Queue counts.
+#[napi(object)]
+pub struct QueueStats {
+    pub waiting: f64,
+    pub active: f64,
+    pub delayed: f64,
+    pub dead: f64,
+    pub workers: f64,
+    pub paused: bool,
+}
+
+/// A job in the dead letters.
+#[napi(object, object_from_js = false)]
+pub struct NativeDeadJob {
+    pub id: String,
+    /// Encoded (JSON) data.
+    pub payload: String,
+    pub error: String,
+    pub attempts: u32,
+    /// Unix ms.
+    pub failed_at: f64,
+}
+
+/// A batch of delivered jobs, as parallel arrays (one crossing per batch, not per job).
+#[napi(object, object_from_js = false)]
+pub struct JobBatch {
+    /// Hand back to `complete` when the job finishes.
+    pub tokens: Uint32Array,
+    pub ids: Vec<String>,
+    /// Encoded (JSON) data.
+    pub payloads: Vec<String>,
+    pub attempts: Uint32Array,
+    /// Per-job max attempts, 0 where the worker's applies.
+    pub max_attempts: Uint32Array,
+    /// Per-job backoff specs ('' where none); absent when no job of the batch has one.
+    pub backoffs: Option<Vec<String>>,
+}
+
+/// Something a worker reports: `kind` is `'error'`, `'stalled'` or `'dead'`.
+#[napi(object, object_from_js = false)]
+pub struct NativeEvent {
+    pub kind: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub ids: Option<Vec<String>>,
+}
+
+/// Jobs as parallel arrays for JS.
+fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
+    let n = jobs.len();
+    let mut tokens = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut max_attempts = Vec::with_capacity(n);
+    let mut backoffs: Option<Vec<String>> = None;
+    for (i, job) in jobs.into_iter().enumerate() {
+        tokens.push(job.token);
+        ids.push(job.id);
+        payloads.push(job.payload);
+        attempts.push(job.attempt);
+        max_attempts.push(job.max_attempts.unwrap_or(0));
+        if let Some(b) = job.backoff {
+            backoffs.get_or_insert_with(|| vec![String::new(); n])[i] = b;
+        }
+    }
+    JobBatch {
+        tokens: Uint32Array::new(tokens),
+        ids,
+        payloads,
+        attempts: Uint32Array::new(attempts),
+        max_attempts: Uint32Array::new(max_attempts),
+        backoffs,
+    }
+}
+
+type JobsFn = ThreadsafeFunction<JobBatch, (), JobBatch, Status, false>;
+type EventFn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>;
+
+/// Forwards a worker's output to JS. The functions are strong (they keep node running while
+/// the worker runs) and are released on close, so the process can then exit.
+struct JsDispatch {
+    jobs: RwLock<Option<JobsFn>>,
+    events: RwLock<Option<EventFn>>,
+}
+
+impl JsDispatch {
+    fn release(&self) {
+        self.jobs.write().unwrap().take();
+        self.events.write().unwrap().take();
+    }
+}
+
+impl core::Dispatch for JsDispatch {
+    fn jobs(&self, jobs: Vec<core::Job>) {
+        if let Some(f) = &*self.jobs.read().unwrap() {
+            f.call(to_batch(jobs), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn event(&self, event: core::WorkerEvent) {
+        let event = match event {
+            core::WorkerEvent::Error(e) => NativeEvent {
+                kind: "error".into(),
+                code: Some(e.code().into()),
+                message: Some(e.to_string()),
+                ids: None,
+            },
+            core::WorkerEvent::Stalled { ids } => NativeEvent {
+                kind: "stalled".into(),
+                code: None,
+                message: None,
+                ids: Some(ids),
+            },
+            core::WorkerEvent::Dead { id, reason } => NativeEvent {
+                kind: "dead".into(),
+                code: None,
+                message: Some(reason),
+                ids: Some(vec![id]),
+            },
+        };
+        if let Some(f) = &*self.events.read().unwrap() {
+            f.call(event, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
+/// Longest `jobId`, in bytes (checked in JS per call, so one bad add never sinks a batch).
+#[napi]
+pub const MAX_JOB_ID_BYTES: u32 = core::MAX_JOB_ID_LEN as u32;
+
+#[napi]
+pub struct NativeQueue {
+    inner: Arc<core::Queue>,
+}
+
+#[napi]
+impl NativeQueue {
+    /// Validates the options; connects lazily on first use.
+    #[napi(constructor)]
+    pub fn new(name: String, options: Option<QueueOptions>) -> Result<Self> {
+        let cfg = core::QueueConfig::try_from(QueueArgs(&name, options.as_ref()))?;
+        Ok(Self {
+            inner: core::Queue::new(cfg).map_err(to_js_error)?,
+        })
+    }
+
+    /// Adds encoded jobs in one atomic round trip; resolves to their ids. The columns of
+    /// `options`, when given, run parallel to `payloads` (null where a job has none).
+    #[napi]
+    pub async fn add(
+        &self,
+        payloads: Vec<String>,
+        options: Option<AddColumns>,
+    ) -> Result<Vec<String>> {
+        let o = options.unwrap_or_default();
+        fn at<T: Clone>(col: &Option<Vec<Option<T>>>, i: usize) -> Option<T> {
+            col.as_ref().and_then(|c| c.get(i).cloned().flatten())
+        }
+        let mut jobs = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let max_attempts = match positive("maxAttempts", at(&o.max_attempts, i))? {
+                Some(v) => Some(small("maxAttempts", v)?),
+                None => None,
+            };
+            jobs.push(core::NewJob {
+                payload,
+                job_id: at(&o.job_ids, i),
+                max_attempts,
+                backoff: at(&o.backoffs, i),
+                run_at_ms: whole("runAt", at(&o.run_ats, i))?,
+            });
+        }
+        self.inner.add(jobs).await.map_err(to_js_error)
+    }
+
+    #[napi]
+    pub async fn stats(&self) -> Result<QueueStats> {
+        let s = self.inner.stats().await.map_err(to_js_error)?;
+        Ok(QueueStats {
+            waiting: s.waiting as f64,
+            active: s.active as f64,
+            delayed: s.delayed as f64,
+            dead: s.dead as f64,
+            workers: s.workers as f64,
+            paused: s.paused,
+        })
+    }
+
+    /// Stops fetching in every worker of this queue, in every process.
+    #[napi]
+    pub async fn pause(&self) -> Result<()> {
+        self.inner.pause().await.map_err(to_js_error)
+    }
+
+    #[napi]
+    pub async fn resume(&self) -> Result<()> {
+        self.inner.resume().await.map_err(to_js_error)
+    }
+
+    /// A page of the dead letters, newest first.
+    #[napi]
+    pub async fn dead_list(&self, offset: u32, limit: u32) -> Result<Vec<NativeDeadJob>> {
+        let jobs = self
+            .inner
+            .dead_list(offset as usize, limit as usize)
+            .await
+            .map_err(to_js_error)?;
+        Ok(jobs
+            .into_iter()
+            .map(|j| NativeDeadJob {
+                id: j.id,
+                payload: j.payload,
+                error: j.error,
+                attempts: j.attempts,
+                failed_at: j.failed_at_ms as f64,
+            })
+            .collect())
+    }
+
+    /// Moves dead letters back to the queue as fresh jobs: these ids, or all when null.
+    #[napi]
+    pub async fn dead_retry(&self, ids: Option<Vec<String>>) -> Result<f64> {
+        let n = self
+            .inner
+            .dead_retry(ids.as_deref())
+            .await
+            .map_err(to_js_error)?;
+        Ok(n as f64)
+    }
+
+    #[napi]
+    pub async fn dead_purge(&self) -> Result<f64> {
+        let n = self.inner.dead_purge().await.map_err(to_js_error)?;
+        Ok(n as f64)
+    }
+
+    /// Starts a worker. `onJobs` receives batches; `onEvent` receives errors and notices.
+    #[napi(
+        ts_args_type = "options: WorkerOptions, onJobs: (batch: JobBatch) => void, onEvent: (event: NativeEvent) => void"
+    )]
+    pub fn create_worker(
+        &self,
+        options: WorkerOptions,
+        on_jobs: Function<JobBatch, ()>,
+        on_event: Function<NativeEvent, ()>,
+    ) -> Result<NativeWorker> {
+        let cfg = core::WorkerConfig::try_from(&options)?;
+        let jobs: JobsFn = on_jobs
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .build()?;
+        let events: EventFn = on_event
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .build()?;
+        let dispatch = Arc::new(JsDispatch {
+            jobs: RwLock::new(Some(jobs)),
+            events: RwLock::new(Some(events)),
+        });
+        let worker = napi::bindgen_prelude::within_runtime_if_available(|| {
+            self.inner.worker(cfg, dispatch.clone())
+        })
+        .map_err(|e| {
+            dispatch.release();
+            to_js_error(e)
+        })?;
+        Ok(NativeWorker {
+            inner: Arc::new(worker),
+            dispatch,
+        })
+    }
+
+    /// The payload limit in force (the option, or its default).
+    #[napi(getter)]
+    pub fn max_payload_bytes(&self) -> f64 {
+        self.inner.config().max_payload_bytes as f64
+    }
+
+    /// Marks the queue closed; later calls reject with ERR_HOLDFAST_CLOSED.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+#[napi]
+pub struct NativeWorker {
+    inner: Arc<core::Worker>,
+    dispatch: Arc<JsDispatch>,
+}
+
+#[napi]
+impl NativeWorker {
+    /// Unique per process run.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.inner.id().to_owned()
+    }
+
+    /// The worker's max attempts (the option, or its default).
+    #[napi(getter)]
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.config().max_attempts
+    }
+
+    /// Reports finished jobs: `ok` tokens succeeded; `failed[i]` failed with `reasons[i]`, and
+    /// its next attempt (if any remain) waits `delays[i]` ms. Returns the next jobs to run
+    /// (prefetched, for the slots just freed), or null.
+    #[napi]
+    pub fn complete(
+        &self,
+        ok: Uint32Array,
+        failed: Uint32Array,
+        reasons: Vec<String>,
+        delays: Uint32Array,
+    ) -> Result<Option<JobBatch>> {
+        let ok = ok.iter().map(|&t| (t, core::Outcome::Completed));
+        let failed = failed
+            .iter()
+            .zip(reasons)
+            .enumerate()
+            .map(|(i, (&t, reason))| {
+                let delay = delays.get(i).copied().unwrap_or(0);
+                let retry_in = Duration::from_millis(u64::from(delay));
+                (t, core::Outcome::Failed { reason, retry_in })
+            });
+        let next = self.inner.complete(ok.chain(failed)).map_err(to_js_error)?;
+        Ok((!next.is_empty()).then(|| to_batch(next)))
+    }
+
+    /// Stops fetching, waits for jobs in flight, flushes acks, then releases the JS callbacks.
+    #[napi]
+    pub async fn close(&self) -> Result<()> {
+        let res = self.inner.close().await;
+        self.dispatch.release();
+        res.map_err(to_js_error)
+    }
+}
