@@ -251,7 +251,7 @@ for (const mode of MODES) {
     const worker = queue.process(async (job) => { here.push(job.id) })
     await queue.pause()
     assert.equal((await queue.stats()).paused, true)
-    await sleep(600) // a worker polls the flag every 0.2 s, then wakes its blocking read
+    await sleep(1000) // a worker polls the flag every 0.2 s, then wakes its blocking read
     const ids = await queue.addBulk(Array.from({ length: 20 }, (_, i) => i))
     await sleep(800)
     const doneThere = () => child.lines.filter((m) => m.done).length

@@ -84,7 +84,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             .block
             .min(next_recover.saturating_duration_since(Instant::now()));
         let block_ms = block.as_millis().max(1) as u64;
-        match backend::read(&inner, c, free, block_ms).await {
+        inner.reading.store(true, Ordering::SeqCst);
+        if inner.paused.load(Ordering::SeqCst) {
+            inner.reading.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let read = backend::read(&inner, c, free, block_ms).await;
+        inner.reading.store(false, Ordering::SeqCst);
+        match read {
             Ok(jobs) => {
                 backoff.reset();
                 inner.deliver(jobs);

@@ -2,8 +2,9 @@
 //! `workers` zset (score = the deadline by which the next one must come), lease renewal of every
 //! job in flight, and reaping workers whose deadline passed (list mode: returning their jobs).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -73,22 +74,32 @@ async fn poll_paused(inner: &Inner) -> Result<()> {
         .query_async(&mut conn)
         .await
         .map_err(|e| Error::from_redis(e, meta))?;
-    let was = inner
-        .paused
-        .swap(paused, std::sync::atomic::Ordering::AcqRel);
-    // Wake this worker's blocking read, so it takes nothing more from now on.
-    let client = inner
-        .blocked_client
-        .load(std::sync::atomic::Ordering::Acquire);
-    if paused && !was && client >= 0 {
-        let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
-            .arg("UNBLOCK")
-            .arg(client)
-            .query_async(&mut conn)
-            .await;
+    let was = inner.paused.swap(paused, Ordering::SeqCst);
+    if paused && !was {
+        // Wake this worker's blocking read so it takes nothing more. The read may be sent
+        // after an UNBLOCK (they travel on different connections), so repeat until the loop
+        // is out of it; the loop checks `paused` before its next read.
+        for _ in 0..UNBLOCK_TRIES {
+            if !inner.reading.load(Ordering::SeqCst) {
+                break;
+            }
+            let client = inner.blocked_client.load(Ordering::Acquire);
+            if client >= 0 {
+                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+                    .arg("UNBLOCK")
+                    .arg(client)
+                    .query_async(&mut conn)
+                    .await;
+            }
+            tokio::time::sleep(UNBLOCK_RETRY).await;
+        }
     }
     Ok(())
 }
+
+/// Bounds the unblocking above to ~1 s; a read still running then ends by its own BLOCK.
+const UNBLOCK_TRIES: u32 = 50;
+const UNBLOCK_RETRY: Duration = Duration::from_millis(20);
 
 /// The deadline is the visibility timeout from now: a worker silent past it is dead, and in
 /// list mode its processing list is returned to `wait`.

@@ -122,6 +122,10 @@ pub(crate) struct Inner {
     pub blocked_client: AtomicI64,
     /// The queue is paused (`meta.paused`, polled by maintenance): fetch nothing new.
     pub paused: AtomicBool,
+    /// The fetch loop is in (or about to send) a read. With `paused` it forms a handshake:
+    /// each side stores its flag, then loads the other's (SeqCst), so either the loop sees the
+    /// pause before reading or maintenance sees the read and unblocks it.
+    pub reading: AtomicBool,
     /// Fetched jobs not yet handed out, and how many handlers run.
     ready: Mutex<Ready>,
 }
@@ -268,6 +272,7 @@ impl Worker {
             finish_tx: Mutex::new(Some(finish_tx)),
             blocked_client: AtomicI64::new(-1),
             paused: AtomicBool::new(false),
+            reading: AtomicBool::new(false),
             ready: Mutex::new(Ready::default()),
         });
         let (stop_maintenance, stop_rx) = watch::channel(false);
