@@ -8,14 +8,21 @@
 //
 // Scenarios (each peer, each scenario on a clean database):
 //   addBulk  N jobs in batches of BENCH_BATCH (1000), one batch in flight; jobs/s.
+//   addOne   min(N, BENCH_SERIAL_N) single adds, one at a time (each awaited); jobs/s.
 //   add      N single adds from BENCH_CALLERS (100) concurrent callers; jobs/s.
 //   drain    N jobs pre-filled, then a worker with `async (job) => job.data` at concurrency
 //            BENCH_CONCURRENCY (100) until every job ran; jobs/s from worker start to the Nth run.
+//   latency  single adds at a steady BENCH_LATENCY_RATE (1000/s): enqueue-to-handler-start.
+//   memory   Redis used_memory_dataset per job after addBulk (waiting) and after the drain.
+//   rss      the peer's worker alone in a child process: RSS idle, and its peak while draining N.
 // Every job must run exactly once and the queue must be empty afterwards, or the run fails.
 // Prints a progress line per scenario to stderr, a table to stdout, and writes
-// benchmark/results.json. Adding a peer = one file in peers/ and one entry in PEERS.
+// benchmark/results.json and benchmark/results.svg (a chart of the same).
+// Adding a peer = one file in peers/ and one entry in PEERS (here and in rss-child.js).
 
 const fs = require('node:fs')
+const { spawn } = require('node:child_process')
+const readline = require('node:readline')
 const os = require('node:os')
 const path = require('node:path')
 const { createClient } = require('redis')
@@ -53,7 +60,9 @@ const STALL_MS = intEnv('BENCH_STALL_MS', 30_000) // fail a drain that makes no 
 const CALLERS = intEnv('BENCH_CALLERS', 100) // concurrent callers of the single-add scenario
 const LATENCY_RATE = intEnv('BENCH_LATENCY_RATE', 1000) // jobs/s of the latency scenario
 const LATENCY_N = intEnv('BENCH_LATENCY_N', 3000) // jobs of the latency scenario (at most N)
+const SERIAL_N = intEnv('BENCH_SERIAL_N', 20_000) // jobs of the one-at-a-time add scenario
 const RESULTS_FILE = process.env.BENCH_RESULTS || path.join(__dirname, 'results.json')
+const CHART_FILE = RESULTS_FILE.replace(/\.json$/, '') + '.svg'
 const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36)}`
 
 /** About 45 bytes of JSON: {"to":"user@example.com","n":12345,"t":"welcome"}; `n` identifies the job. */
@@ -129,6 +138,58 @@ async function measureLatency(handle) {
   return { n, p50: at(0.5), p99: at(0.99), max: +lat[lat.length - 1].toFixed(3) }
 }
 
+/** The peer's worker alone in a child process (rss-child.js); this process fills the queue. */
+async function measureRss(peer, where, items) {
+  const child = spawn(process.execPath, [path.join(__dirname, 'rss-child.js')], {
+    env: {
+      ...process.env,
+      BENCH_PEER: peer.name,
+      BENCH_URL: where.url,
+      BENCH_QUEUE: where.queue,
+      BENCH_PREFIX: where.prefix,
+      BENCH_EXPECT: String(items.length),
+      BENCH_CONCURRENCY: String(CONCURRENCY),
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)))
+  const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+  const next = async (what) => {
+    let timer
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new BenchFailure(`rss ${peer.name}: no ${what} within ${STALL_MS} ms`)), STALL_MS)
+    })
+    const gone = exited.then((code) => {
+      throw new BenchFailure(`rss ${peer.name}: the worker process exited (${code}) before reporting ${what}`)
+    })
+    try {
+      const { value, done } = await Promise.race([lines.next(), timeout, gone])
+      check(!done, `rss ${peer.name}: the worker process closed its output before reporting ${what}`)
+      return JSON.parse(value)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  try {
+    const { idleMb } = await next('idle RSS')
+    const handle = await peer.open(where)
+    try {
+      await addInBatches(handle, items)
+    } finally {
+      await handle.close()
+    }
+    const { loadMb, processed } = await next('RSS under load')
+    check(processed === items.length, `rss ${peer.name}: ${processed} of ${items.length} jobs ran in the worker process`)
+    const code = await Promise.race([exited, sleep(STALL_MS).then(() => 'timeout')])
+    check(code === 0, `rss ${peer.name}: the worker process ended with ${code}, not by itself`)
+    return { idleMb, loadMb }
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    child.stdin.destroy()
+    child.stdout.destroy()
+  }
+}
+
 const SCENARIOS = [
   {
     id: 'addBulk',
@@ -141,6 +202,19 @@ const SCENARIOS = [
       check(added === items.length, `added ${added} of ${items.length} jobs`)
       check(counts.waiting === items.length, `after adding ${items.length} jobs the queue reports ${counts.waiting} waiting (${JSON.stringify(counts)})`)
       return { jobs: added, seconds, jobsPerSec: added / seconds, counts }
+    },
+  },
+  {
+    id: 'addOne',
+    label: 'add, one at a time',
+    async run(handle, items) {
+      const n = Math.min(items.length, SERIAL_N)
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < n; i++) await handle.add(items[i])
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+      const counts = await handle.counts()
+      check(counts.waiting === n, `after ${n} single adds the queue reports ${counts.waiting} waiting`)
+      return { jobs: n, seconds, jobsPerSec: n / seconds, counts }
     },
   },
   {
@@ -290,7 +364,7 @@ async function main() {
       }
       results[scenario.id][peer.name] = res
       const extra = res.closeMs !== undefined ? `, worker.close ${res.closeMs.toFixed(1)} ms` : ''
-      log(`${scenario.id.padEnd(8)} ${peer.name.padEnd(9)} ${N} jobs in ${res.seconds.toFixed(3)} s = ${fmtRate(res.jobsPerSec)} jobs/s${extra}`)
+      log(`${scenario.id.padEnd(8)} ${peer.name.padEnd(9)} ${res.jobs} jobs in ${res.seconds.toFixed(3)} s = ${fmtRate(res.jobsPerSec)} jobs/s${extra}`)
     }
   }
   // Latency: single adds at a steady rate, enqueue-to-handler-start, each peer on a clean database.
@@ -311,6 +385,17 @@ async function main() {
     }
     const l = latency[peer.name]
     log(`latency  ${peer.name.padEnd(9)} ${l.n} jobs at ${LATENCY_RATE}/s: p50 ${l.p50} ms, p99 ${l.p99} ms, max ${l.max} ms`)
+  }
+  // RSS: each peer's worker alone in a child process.
+  const rss = {}
+  for (const { peer } of peers) {
+    if (!external) await admin.flushDb()
+    const prefix = `bench-${peer.name}-${RUN_ID}`
+    rss[peer.name] = await measureRss(peer, { url, prefix, queue: 'rss' }, items)
+    if (external) for await (const keys of admin.scanIterator({ MATCH: peer.keyPattern(prefix), COUNT: 1000 })) {
+        if (keys.length) await admin.del(keys)
+      }
+    log(`rss      ${peer.name.padEnd(9)} worker process idle ${rss[peer.name].idleMb} MB, peak while draining ${N} jobs ${rss[peer.name].loadMb} MB`)
   }
   if (!external) await admin.flushDb()
 
@@ -345,6 +430,11 @@ async function main() {
   const lw = latHeader.map((h, i) => Math.max(h.length, ...latRows.map((r) => r[i].length)))
   const lline = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(lw[i]) : c.padStart(lw[i]))).join('  ')
   process.stdout.write([lline(latHeader), lline(lw.map((w) => '-'.repeat(w))), ...latRows.map(lline)].join('\n') + '\n')
+  const rssHeader = ['worker process RSS (MB)', 'idle', 'peak while draining']
+  const rssRows = peers.map(({ peer }) => [peer.name, String(rss[peer.name].idleMb), String(rss[peer.name].loadMb)])
+  const rw = rssHeader.map((h, i) => Math.max(h.length, ...rssRows.map((r) => r[i].length)))
+  const rline = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(rw[i]) : c.padStart(rw[i]))).join('  ')
+  process.stdout.write([rline(rssHeader), rline(rw.map((w) => '-'.repeat(w))), ...rssRows.map(rline)].join('\n') + '\n')
 
   const out = {
     date: new Date().toISOString(),
@@ -360,6 +450,7 @@ async function main() {
     platform: `${process.platform}-${process.arch}`,
     peers: Object.fromEntries(peers.map((p) => [p.peer.name, p.info])),
     latency: { rate: LATENCY_RATE, ...latency },
+    rss,
     scenarios: Object.fromEntries(
       SCENARIOS.map((s) => [
         s.id,
@@ -368,7 +459,7 @@ async function main() {
           ...Object.fromEntries(
             peers.map((p) => {
               const r = results[s.id][p.peer.name]
-              return [p.peer.name, { jobsPerSec: Math.round(r.jobsPerSec), seconds: r.seconds, redisBytesPerJob: r.redisBytesPerJob, ...(r.closeMs !== undefined && { closeMs: r.closeMs }) }]
+              return [p.peer.name, { jobs: r.jobs, jobsPerSec: Math.round(r.jobsPerSec), seconds: r.seconds, redisBytesPerJob: r.redisBytesPerJob, ...(r.closeMs !== undefined && { closeMs: r.closeMs }) }]
             }),
           ),
           ratios: Object.fromEntries(others.map((o) => [`${BASELINE}/${o}`, +(results[s.id][BASELINE].jobsPerSec / results[s.id][o].jobsPerSec).toFixed(3)])),
@@ -377,7 +468,8 @@ async function main() {
     ),
   }
   fs.writeFileSync(RESULTS_FILE, JSON.stringify(out, null, 2) + '\n')
-  log(`wrote ${path.relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}`)
+  fs.writeFileSync(CHART_FILE, require('./chart').render(out))
+  log(`wrote ${path.relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE} and ${path.relative(process.cwd(), CHART_FILE) || CHART_FILE}`)
 }
 
 async function closeAll() {
