@@ -75,6 +75,29 @@ for (const mode of MODES) {
     assert.ok(got.some((g) => g.data === 42))
     assert.match(stringId, mode === 'stream' ? /^\d+-\d+$/ : /^\d+-[0-9a-f]+$/)
   })
+
+  test(`[${mode}] non-ASCII ids and data, mixed with ASCII in one batch, arrive intact`, async (t) => {
+    const redis = await useRedis()
+    t.after(() => redis.close())
+    const queue = new ReliableQueue(uniqueName('utf'), { url: redis.url, mode })
+    t.after(() => queue.close())
+    // jobs cross into JS as one string per batch with UTF-16 offsets: astral characters (two
+    // UTF-16 units), 2- and 3-byte UTF-8 and plain ASCII side by side test those offsets
+    const texts = ['plain', 'grüße', '日本語のテキスト', 'emoji 😀🎉 mixed', '', 'a\u0000b', '\u{10FFFF}']
+    const items = texts.flatMap((text, i) => [
+      { data: { text, i }, jobId: `id-${i}-${text}` },
+      { data: text, jobId: undefined },
+    ])
+    const want = new Map()
+    for (const { data, jobId } of items) want.set(await queue.add(data, jobId === undefined ? {} : { jobId }), data)
+    const got = new Map()
+    const worker = queue.process((job) => {
+      got.set(job.id, job.data)
+    }, { concurrency: 50 })
+    await waitFor(() => got.size === want.size, 10_000, 'every job')
+    await worker.close()
+    assert.deepEqual(got, want)
+  })
 }
 
 test('[stream] entries added by another client with plain XADD are jobs too', async (t) => {

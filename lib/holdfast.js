@@ -283,7 +283,9 @@ function decode(payload) {
   try {
     return JSON.parse(payload)
   } catch {
-    return payload // added by another client as a plain string
+    // added by another client as a plain string; a copy, so that keeping it does not keep the
+    // whole batch's payload text (a slice would)
+    return Buffer.from(payload, 'utf8').toString('utf8')
   }
 }
 
@@ -354,9 +356,13 @@ class Worker extends EventEmitter {
     this._maxAttempts = this._native.maxAttempts
   }
 
-  _onJobs({ tokens, ids, payloads, attempts, maxAttempts, backoffs }) {
+  _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs }) {
+    let idStart = 0
+    let payloadStart = 0
     for (let i = 0; i < tokens.length; i++) {
-      const job = new Job(ids[i], decode(payloads[i]), attempts[i], maxAttempts[i] || this._maxAttempts)
+      const id = ids.slice(idStart, (idStart = idEnds[i]))
+      const payload = payloads.slice(payloadStart, (payloadStart = payloadEnds[i]))
+      const job = new Job(id, decode(payload), attempts[i], maxAttempts[i] || this._maxAttempts)
       if (backoffs && backoffs[i]) job._backoff = fromSpec(backoffs[i])
       this._run(tokens[i], job)
     }

@@ -185,14 +185,19 @@ pub struct NativeDeadJob {
     pub failed_at: f64,
 }
 
-/// A batch of delivered jobs, as parallel arrays (one crossing per batch, not per job).
+/// A batch of delivered jobs, as parallel arrays (one crossing per batch, not per job). Ids
+/// and payloads each travel as one string with offsets: creating one JS string per job was a
+/// visible share of the drain profile.
 #[napi(object, object_from_js = false)]
 pub struct JobBatch {
     /// Hand back to `complete` when the job finishes.
     pub tokens: Uint32Array,
-    pub ids: Vec<String>,
-    /// Encoded (JSON) data.
-    pub payloads: Vec<String>,
+    /// Job `i`'s id is `ids.slice(idEnds[i - 1] ?? 0, idEnds[i])` (UTF-16 offsets).
+    pub ids: String,
+    pub id_ends: Uint32Array,
+    /// Encoded (JSON) data, sliced like `ids` by `payloadEnds`.
+    pub payloads: String,
+    pub payload_ends: Uint32Array,
     pub attempts: Uint32Array,
     /// Per-job max attempts, 0 where the worker's applies.
     pub max_attempts: Uint32Array,
@@ -200,28 +205,55 @@ pub struct JobBatch {
     pub backoffs: Option<Vec<String>>,
 }
 
-/// Something a worker reports: `kind` is `'error'`, `'stalled'` or `'dead'`.
-#[napi(object, object_from_js = false)]
-pub struct NativeEvent {
-    pub kind: String,
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub ids: Option<Vec<String>>,
+/// Keeps a batch's payload string far below V8's string length limit (~2^29 UTF-16 units).
+const MAX_BATCH_TEXT: usize = 128 << 20;
+
+/// Length in UTF-16 units, which is what JS string offsets count.
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().map(char::len_utf16).sum()
+    }
 }
 
-/// Jobs as parallel arrays for JS.
+/// Jobs as batches for JS, split where the payload text would grow past `MAX_BATCH_TEXT`.
+fn to_batches(jobs: Vec<core::Job>) -> Vec<JobBatch> {
+    let mut batches = Vec::new();
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let mut size = 0;
+        let mut chunk = Vec::new();
+        while let Some(job) =
+            jobs.next_if(|j| chunk.is_empty() || size + j.payload.len() <= MAX_BATCH_TEXT)
+        {
+            size += job.payload.len();
+            chunk.push(job);
+        }
+        batches.push(to_batch(chunk));
+    }
+    batches
+}
+
 fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
     let n = jobs.len();
     let mut tokens = Vec::with_capacity(n);
-    let mut ids = Vec::with_capacity(n);
-    let mut payloads = Vec::with_capacity(n);
+    let mut ids = String::with_capacity(jobs.iter().map(|j| j.id.len()).sum());
+    let mut id_ends = Vec::with_capacity(n);
+    let mut payloads = String::with_capacity(jobs.iter().map(|j| j.payload.len()).sum());
+    let mut payload_ends = Vec::with_capacity(n);
+    let (mut id_end, mut payload_end) = (0, 0);
     let mut attempts = Vec::with_capacity(n);
     let mut max_attempts = Vec::with_capacity(n);
     let mut backoffs: Option<Vec<String>> = None;
     for (i, job) in jobs.into_iter().enumerate() {
         tokens.push(job.token);
-        ids.push(job.id);
-        payloads.push(job.payload);
+        ids.push_str(&job.id);
+        id_end += utf16_len(&job.id);
+        id_ends.push(id_end as u32);
+        payloads.push_str(&job.payload);
+        payload_end += utf16_len(&job.payload);
+        payload_ends.push(payload_end as u32);
         attempts.push(job.attempt);
         max_attempts.push(job.max_attempts.unwrap_or(0));
         if let Some(b) = job.backoff {
@@ -231,11 +263,22 @@ fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
     JobBatch {
         tokens: Uint32Array::new(tokens),
         ids,
+        id_ends: Uint32Array::new(id_ends),
         payloads,
+        payload_ends: Uint32Array::new(payload_ends),
         attempts: Uint32Array::new(attempts),
         max_attempts: Uint32Array::new(max_attempts),
         backoffs,
     }
+}
+
+/// Something a worker reports: `kind` is `'error'`, `'stalled'` or `'dead'`.
+#[napi(object, object_from_js = false)]
+pub struct NativeEvent {
+    pub kind: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub ids: Option<Vec<String>>,
 }
 
 type JobsFn = ThreadsafeFunction<JobBatch, (), JobBatch, Status, false>;
@@ -258,7 +301,9 @@ impl JsDispatch {
 impl core::Dispatch for JsDispatch {
     fn jobs(&self, jobs: Vec<core::Job>) {
         if let Some(f) = &*self.jobs.read().unwrap() {
-            f.call(to_batch(jobs), ThreadsafeFunctionCallMode::NonBlocking);
+            for batch in to_batches(jobs) {
+                f.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+            }
         }
     }
 
@@ -490,7 +535,15 @@ impl NativeWorker {
                 (t, core::Outcome::Failed { reason, retry_in })
             });
         let next = self.inner.complete(ok.chain(failed)).map_err(to_js_error)?;
-        Ok((!next.is_empty()).then(|| to_batch(next)))
+        let mut batches = to_batches(next).into_iter();
+        let first = batches.next();
+        // rarely more than one (huge payloads): the rest go the usual way
+        for rest in batches {
+            if let Some(f) = &*self.dispatch.jobs.read().unwrap() {
+                f.call(rest, ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        }
+        Ok(first)
     }
 
     /// Stops fetching, waits for jobs in flight, flushes acks, then releases the JS callbacks.
