@@ -73,7 +73,7 @@ for (const mode of MODES) {
     })
     assert.equal(got.find((g) => g.data === 'just a string').id, stringId, 'job.id is what add returned')
     assert.ok(got.some((g) => g.data === 42))
-    assert.match(stringId, mode === 'stream' ? /^\d+-\d+$/ : /^\d+-[0-9a-f]+$/)
+    assert.match(stringId, mode === 'stream' ? /^\d+-\d+$/ : /^[0-9a-z]{8}-[0-9a-z]{8}$/)
   })
 
   test(`[${mode}] non-ASCII ids and data, mixed with ASCII in one batch, arrive intact`, async (t) => {

@@ -18,9 +18,26 @@ use crate::queue::{DeadJob, Queue, Stats};
 use crate::worker::{random_u64, Inner, WorkerEvent};
 use crate::{now_ms, scripts};
 
-/// Ids for jobs added without a `jobId`: time-ordered and unique without a round trip.
+/// Ids for jobs added without a `jobId`: unique without a round trip, and time-ordered (as
+/// strings, until 2059). Base 36 keeps them short: each waiting element carries its id.
 pub(crate) fn new_id() -> String {
-    format!("{}-{:010x}", now_ms(), random_u64() & 0xff_ffff_ffff)
+    let mut id = String::with_capacity(17);
+    push_base36(&mut id, now_ms(), 8);
+    id.push('-');
+    push_base36(&mut id, random_u64() % 36u64.pow(8), 8);
+    id
+}
+
+/// `n` in base 36, zero-padded to `width` digits.
+fn push_base36(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 13];
+    let mut i = digits.len();
+    while n > 0 || digits.len() - i < width {
+        i -= 1;
+        digits[i] = b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize];
+        n /= 36;
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII"));
 }
 
 /// The plain path: no `jobId` to deduplicate and no start time (see `Queue::add`).
@@ -369,4 +386,25 @@ pub(crate) async fn dead_page(queue: &Queue, offset: usize, limit: usize) -> Res
             failed_at_ms: num(&r[4]),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_short_fixed_width_and_ordered() {
+        let mut s = String::new();
+        super::push_base36(&mut s, 0, 3);
+        assert_eq!(s, "000");
+        s.clear();
+        super::push_base36(&mut s, 36 * 36 + 35, 2);
+        assert_eq!(s, "10z", "wider than width when it must be");
+        s.clear();
+        super::push_base36(&mut s, u64::MAX, 8);
+        assert_eq!(s, "3w5e11264sgsf");
+        let a = super::new_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = super::new_id();
+        assert_eq!((a.len(), b.len()), (17, 17));
+        assert!(a[..8] < b[..8], "{a} then {b}");
+    }
 }
