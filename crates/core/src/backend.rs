@@ -2,13 +2,45 @@
 //! maintenance) are shared by both modes and call these; `stream.rs` and `list.rs` hold the
 //! Redis side of each.
 
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
 
 use crate::config::Mode;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::resp::RespConn;
 use crate::worker::Inner;
-use crate::{list, stream};
+use crate::{connection, list, stream};
+
+/// The fetch loop's own connection. Stream mode reads through `resp.rs` (its reply is the
+/// hottest one); list mode's reads are a script and BLMOVE, through the redis crate.
+pub(crate) enum FetchConn {
+    Stream(RespConn),
+    List(MultiplexedConnection),
+}
+
+/// A new fetch connection, whose reply timeout outlasts its BLOCK, and its CLIENT ID.
+pub(crate) async fn connect(inner: &Inner) -> Result<(FetchConn, i64)> {
+    let block = inner.cfg.block;
+    match mode(inner) {
+        Mode::Stream => {
+            let info = inner.queue.client().get_connection_info();
+            let conn = RespConn::connect(info, block + Duration::from_secs(2)).await?;
+            let id = conn.client_id;
+            Ok((FetchConn::Stream(conn), id))
+        }
+        Mode::List => {
+            let mut conn = connection::dedicated(inner.queue.client(), block).await?;
+            let id: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| Error::from_redis(e, ""))?;
+            Ok((FetchConn::List(conn), id))
+        }
+    }
+}
 
 /// State of the periodic recovery step.
 #[derive(Default)]
@@ -42,13 +74,13 @@ pub(crate) fn needs_prepare(inner: &Inner, err: &crate::Error) -> bool {
 
 pub(crate) async fn read(
     inner: &Inner,
-    conn: &mut MultiplexedConnection,
+    conn: &mut FetchConn,
     count: usize,
     block_ms: u64,
 ) -> Result<Vec<Job>> {
-    match mode(inner) {
-        Mode::Stream => stream::read(inner, conn, count, block_ms).await,
-        Mode::List => list::read(inner, conn, count, block_ms).await,
+    match conn {
+        FetchConn::Stream(c) => stream::read(inner, c, count, block_ms).await,
+        FetchConn::List(c) => list::read(inner, c, count, block_ms).await,
     }
 }
 

@@ -7,20 +7,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
-use crate::backend::{self, Recovery};
+use crate::backend::{self, FetchConn, Recovery};
 use crate::error::{Error, Result};
+use crate::maintenance;
 use crate::worker::{random_u64, Inner, WorkerEvent};
-use crate::{connection, maintenance};
 
 /// How often maintenance reads the queue's paused flag, and how often a paused loop looks at it.
 pub(crate) const PAUSE_POLL: Duration = Duration::from_millis(200);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut closing = inner.closing.subscribe();
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<FetchConn> = None;
     let mut connected_before = false;
     let mut backoff = Backoff::default();
     let mut recovery = Recovery::default();
@@ -105,7 +104,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 async fn handle(
     inner: &Inner,
     err: Error,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<FetchConn>,
     backoff: &mut Backoff,
     closing: &mut watch::Receiver<bool>,
 ) {
@@ -122,7 +121,7 @@ async fn handle(
 async fn fail(
     inner: &Inner,
     err: Error,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<FetchConn>,
     backoff: &mut Backoff,
     closing: &mut watch::Receiver<bool>,
 ) {
@@ -141,18 +140,13 @@ async fn fail(
 
 /// A fresh blocking connection, after registering this worker (its heartbeat must exist before
 /// it holds any job) and, on a reconnect, reclaiming jobs whose fetch reply was lost.
-async fn connect(inner: &Inner, reconnect: bool) -> Result<MultiplexedConnection> {
+async fn connect(inner: &Inner, reconnect: bool) -> Result<FetchConn> {
     maintenance::heartbeat(inner).await?;
     backend::prepare(inner).await?;
     if reconnect {
         backend::reclaim(inner).await?;
     }
-    let mut conn = connection::dedicated(inner.queue.client(), inner.cfg.block).await?;
-    let id: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| Error::from_redis(e, ""))?;
+    let (conn, id) = backend::connect(inner).await?;
     inner.blocked_client.store(id, Ordering::Release);
     Ok(conn)
 }

@@ -55,6 +55,21 @@ pub struct Job {
 /// Absent fields take their defaults, so an entry added by plain `XADD key * d <json>` is a
 /// valid job too.
 pub(crate) fn from_fields(entry_id: String, fields: &[Value]) -> Job {
+    let pairs: Vec<_> = fields
+        .chunks_exact(2)
+        .filter_map(|pair| Some((as_str(&pair[0])?, as_str(&pair[1])?)))
+        .collect();
+    from_pairs(
+        entry_id,
+        pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+    )
+}
+
+/// `from_fields` over (name, value) pairs, as `resp.rs` reads them straight off the wire.
+pub(crate) fn from_pairs<'a>(
+    entry_id: String,
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Job {
     let mut job = Job {
         token: 0,
         id: String::new(),
@@ -64,16 +79,14 @@ pub(crate) fn from_fields(entry_id: String, fields: &[Value]) -> Job {
         max_attempts: None,
         backoff: None,
     };
-    for pair in fields.chunks_exact(2) {
-        let (Some(name), Some(value)) = (as_str(&pair[0]), as_str(&pair[1])) else {
-            continue;
-        };
-        match name.as_ref() {
-            "d" => job.payload = value.into_owned(),
-            "id" => job.id = value.into_owned(),
-            "a" => job.attempt = value.parse().unwrap_or(1).max(1),
-            "o" => {
-                let opts = JobOptions::decode(&value);
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    for (name, value) in pairs {
+        match name {
+            b"d" => job.payload = text(value),
+            b"id" => job.id = text(value),
+            b"a" => job.attempt = text(value).parse().unwrap_or(1).max(1),
+            b"o" => {
+                let opts = JobOptions::decode(&text(value));
                 job.max_attempts = opts.max_attempts;
                 job.backoff = opts.backoff;
             }

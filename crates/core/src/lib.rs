@@ -19,6 +19,7 @@ pub mod keys;
 mod list;
 mod maintenance;
 mod queue;
+mod resp;
 mod scheduler;
 mod scripts;
 mod stream;

@@ -1,13 +1,13 @@
 //! Stream mode: jobs are entries of one stream read by the consumer group `workers`. Every
 //! Redis operation of this mode is here; `backend.rs` picks between this and `list.rs`.
 
-use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 use crate::error::{Error, Result};
 use crate::job::{as_str, from_fields, Job, NewJob};
 use crate::keys::GROUP;
 use crate::queue::{DeadJob, Queue, Stats};
+use crate::resp::RespConn;
 use crate::worker::{Inner, WorkerEvent};
 use crate::{now_ms, scripts};
 
@@ -80,44 +80,13 @@ pub(crate) fn is_missing_group(err: &Error) -> bool {
 
 pub(crate) async fn read(
     inner: &Inner,
-    conn: &mut MultiplexedConnection,
+    conn: &mut RespConn,
     count: usize,
     block_ms: u64,
 ) -> Result<Vec<Job>> {
     let stream = &inner.queue.keys().stream;
-    let reply: Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(GROUP)
-        .arg(&inner.consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("BLOCK")
-        .arg(block_ms)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(">")
-        .query_async(conn)
+    conn.xreadgroup(GROUP, &inner.consumer, count, block_ms, stream)
         .await
-        .map_err(|e| Error::from_redis(e, stream))?;
-    // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout
-    let mut jobs = Vec::new();
-    for per_stream in array(reply) {
-        let entries = array(per_stream)
-            .into_iter()
-            .nth(1)
-            .map(array)
-            .unwrap_or_default();
-        jobs.reserve(entries.len());
-        for entry in entries {
-            let mut parts = array(entry).into_iter();
-            if let (Some(id), Some(fields)) = (parts.next(), parts.next()) {
-                if let Some(id) = as_str(&id) {
-                    jobs.push(from_fields(id.into_owned(), &array(fields)));
-                }
-            }
-        }
-    }
-    Ok(jobs)
 }
 
 /// One step of the XAUTOCLAIM scan. Returns the claimed jobs and whether the scan has more.

@@ -104,6 +104,11 @@ impl TestRedis {
         self.port
     }
 
+    /// The spawned server also listens on this unix socket.
+    pub fn unix_socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
     /// Kills the server at once (SIGKILL: no shutdown, no save), like a crash.
     pub fn stop(&mut self) {
         assert!(
@@ -166,6 +171,9 @@ impl TestRedis {
             .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--unixsocket")
+            .arg(self.unix_socket())
+            .args(["--unixsocketperm", "700"])
             .args(["--daemonize", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
