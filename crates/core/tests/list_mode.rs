@@ -1114,3 +1114,61 @@ async fn a_non_utf8_element_does_not_wedge_the_worker() {
     }
     close(worker).await;
 }
+
+// ------------------------------------------------------------------------------------------
+// Batch fetch
+// ------------------------------------------------------------------------------------------
+
+/// `list_fetch.lua` moves a batch with one LRANGE/LTRIM/LPUSH; the result must be what N x
+/// LMOVE RIGHT LEFT gives: the N oldest, delivered oldest first, the processing list newest
+/// first, the rest left waiting in order. 2500 crosses the script's 1000-element LPUSH chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_fetch_takes_the_oldest_in_order() {
+    let redis = TestRedis::spawn();
+    let queue = list_queue(&redis.url(), "fetch-order", None);
+    let mut conn = redis_conn(&redis.url()).await;
+    let (total, batch) = (2600, 2500);
+    queue
+        .add((0..total).map(|i| NewJob::new(format!("{i}"))).collect())
+        .await
+        .expect("add");
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(
+            WorkerConfig {
+                concurrency: batch,
+                prefetch: 0,
+                ..cfg(Duration::from_secs(30))
+            },
+            dispatch,
+        )
+        .expect("worker");
+    let first = rx.jobs(batch, DEADLINE).await;
+    let payloads: Vec<String> = first.iter().map(|j| j.payload.clone()).collect();
+    let want: Vec<String> = (0..batch).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, want, "the oldest, oldest first");
+
+    let active: Vec<String> = queue_keys(&mut conn, &queue)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":active:"))
+        .collect();
+    assert_eq!(active.len(), 1, "{active:?}");
+    let held: Vec<String> = lrange(&mut conn, &active[0]).await;
+    let receipts: Vec<String> = first.iter().rev().map(|j| j.receipt.clone()).collect();
+    assert_eq!(
+        held, receipts,
+        "processing list: newest first, as LMOVE RIGHT LEFT leaves it"
+    );
+    let waiting = lrange(&mut conn, &queue.keys().wait).await;
+    assert_eq!(waiting.len(), total - batch);
+
+    complete_all(&worker, &first);
+    let rest = rx.jobs(total - batch, DEADLINE).await;
+    let payloads: Vec<String> = rest.iter().map(|j| j.payload.clone()).collect();
+    let want: Vec<String> = (batch..total).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, want);
+    complete_all(&worker, &rest);
+    wait_drained(&queue, DEADLINE).await;
+    close(worker).await;
+}
