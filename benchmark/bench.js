@@ -180,7 +180,9 @@ async function measureRss(peer, where, items) {
     }
     const { loadMb, processed } = await next('RSS under load')
     check(processed === items.length, `rss ${peer.name}: ${processed} of ${items.length} jobs ran in the worker process`)
-    const code = await Promise.race([exited, sleep(STALL_MS).then(() => 'timeout')])
+    let timer
+    const code = await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, STALL_MS, 'timeout')))])
+    clearTimeout(timer)
     check(code === 0, `rss ${peer.name}: the worker process ended with ${code}, not by itself`)
     return { idleMb, loadMb }
   } finally {
@@ -488,7 +490,10 @@ main().then(
     // Everything is closed: the process should now exit by itself. If a library still holds the
     // event loop open, say what and fail instead of hanging.
     setTimeout(() => {
-      const handles = (process._getActiveHandles?.() ?? []).map((h) => h?.constructor?.name ?? typeof h)
+      const handles = (process._getActiveHandles?.() ?? []).map((h) => {
+        const name = h?.constructor?.name ?? typeof h
+        return h && h.remotePort ? `${name} to port ${h.remotePort}` : h && h._handle && h._handle.fd !== undefined ? `${name} fd ${h._handle.fd}` : name
+      })
       log(`FAILED: the process did not exit by itself 10 s after closing everything; open handles: ${handles.join(', ') || 'unknown'}`)
       process.exit(3)
     }, 10_000).unref()
