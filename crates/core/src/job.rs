@@ -79,7 +79,6 @@ pub(crate) fn from_pairs<'a>(
         max_attempts: None,
         backoff: None,
     };
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     for (name, value) in pairs {
         match name {
             b"d" => job.payload = text(value),
@@ -97,6 +96,14 @@ pub(crate) fn from_pairs<'a>(
         job.id = job.receipt.clone();
     }
     job
+}
+
+/// Bytes as text; invalid UTF-8 is replaced rather than refused (another producer's data).
+pub(crate) fn text(v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(v).into_owned(),
+    }
 }
 
 pub(crate) fn as_str(v: &Value) -> Option<std::borrow::Cow<'_, str>> {

@@ -309,16 +309,23 @@ fn memchr_crlf(s: &[u8]) -> Option<usize> {
     }
 }
 
-/// A length field: None for -1 (nil).
+/// A length field: None for -1 (nil). Digits by hand: this runs several times per job.
 fn length(digits: &[u8]) -> Parsed<Option<usize>> {
     if digits == b"-1" {
         return Ok(None);
     }
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map(Some)
-        .ok_or_else(|| Fail::Protocol(format!("bad length {:?}", String::from_utf8_lossy(digits))))
+    let bad = || Fail::Protocol(format!("bad length {:?}", String::from_utf8_lossy(digits)));
+    if digits.is_empty() || digits.len() > 12 {
+        return Err(bad());
+    }
+    let mut n = 0usize;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(bad());
+        }
+        n = n * 10 + (d - b'0') as usize;
+    }
+    Ok(Some(n))
 }
 
 /// Skips one whole reply, or says how much more input it needs.
@@ -394,7 +401,7 @@ fn xread_jobs(c: &mut Cursor) -> Parsed<Vec<Job>> {
             let id = c
                 .bulk()?
                 .ok_or_else(|| Fail::Protocol("an entry without an id".into()))?;
-            let id = String::from_utf8_lossy(id).into_owned();
+            let id = job::text(id);
             let fields = c.array()?.unwrap_or(0);
             let mut pairs = Vec::with_capacity(fields / 2);
             for _ in 0..fields / 2 {
@@ -471,6 +478,11 @@ mod tests {
             Err(Incomplete::Invalid(_))
         ));
         assert!(matches!(parse_all(b":1\r\n"), Err(Fail::Protocol(_))));
+        for bad in [&b""[..], b"12a", b"+1", b"1234567890123", b"-2"] {
+            assert!(length(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(length(b"0"), Ok(Some(0)));
+        assert_eq!(length(b"524288"), Ok(Some(524288)));
     }
 
     #[test]
