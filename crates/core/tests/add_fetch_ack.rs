@@ -491,3 +491,42 @@ async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
     assert!(errors(&events).is_empty(), "{events:?}");
     close(worker).await;
 }
+
+/// Replies far larger than the fetch connection's 16 KiB buffer (`resp.rs` grows it from the
+/// bulk headers) and payloads holding CRLF and multi-byte UTF-8 arrive byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_arrive_intact() {
+    let redis = TestRedis::shared_or_spawn();
+    let queue = queue(&redis.url(), "large");
+    let payloads: Vec<String> = (0..24)
+        .map(|i| {
+            let unit = format!("{i}:\r\n*1\r\n$5\r\nü€😀|");
+            unit.repeat(500 * 1024 / unit.len() / (1 + i % 3))
+        })
+        .collect();
+    assert!(payloads[0].len() > 400 * 1024);
+    queue
+        .add(payloads.iter().map(|p| NewJob::new(p.clone())).collect())
+        .await
+        .expect("add");
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(
+            WorkerConfig {
+                concurrency: 24,
+                ..Default::default()
+            },
+            dispatch,
+        )
+        .expect("worker");
+    let got = rx.jobs(payloads.len(), DEADLINE).await;
+    let mut got_payloads: Vec<String> = got.iter().map(|j| j.payload.clone()).collect();
+    let mut want = payloads.clone();
+    got_payloads.sort();
+    want.sort();
+    assert!(got_payloads == want, "payloads changed on the way");
+    complete_all(&worker, &got);
+    wait_drained(&queue, DEADLINE).await;
+    close(worker).await;
+    assert!(errors(&rx.drain_events()).is_empty());
+}
