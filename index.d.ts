@@ -144,6 +144,9 @@ export interface WorkerOptions {
   maxDeliveries?: number
   /** BLOCK of each XREADGROUP in ms (default 1000). */
   blockMs?: number
-  /** Jobs fetched ahead of free handler slots (default: as many as `concurrency`; 0: none). */
+  /**
+   * Jobs fetched ahead of free handler slots. Default: adaptive, from `concurrency` up to
+   * 10 x `concurrency` while handlers finish fast. A number fixes it (0: none).
+   */
   prefetch?: number
 }

@@ -89,8 +89,9 @@ export interface ProcessOptions {
   blockMs?: number
   /**
    * Jobs fetched ahead of free handler slots, so the next jobs are at hand when handlers finish
-   * (they are held, with their leases renewed, like jobs in flight). Default: as many as
-   * `concurrency`; 0 turns it off.
+   * (they are held, with their leases renewed, like jobs in flight). Default: adaptive, from
+   * `concurrency` up to 10 x `concurrency` while handlers finish that many within 50 ms, back to
+   * `concurrency` after the queue runs dry. A number fixes it; 0 turns it off.
    */
   prefetch?: number
   /** Delay between attempts. Default: none (a failed job is re-queued at once). */

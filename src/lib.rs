@@ -129,7 +129,8 @@ pub struct WorkerOptions {
     pub max_deliveries: Option<f64>,
     /// BLOCK of each XREADGROUP in ms (default 1000).
     pub block_ms: Option<f64>,
-    /// Jobs fetched ahead of free handler slots (default: as many as `concurrency`; 0: none).
+    /// Jobs fetched ahead of free handler slots. Default: adaptive, from `concurrency` up to
+    /// 10 x `concurrency` while handlers finish fast. A number fixes it (0: none).
     pub prefetch: Option<f64>,
 }
 
@@ -141,9 +142,9 @@ impl TryFrom<&WorkerOptions> for core::WorkerConfig {
         if let Some(v) = positive("concurrency", o.concurrency)? {
             cfg.concurrency = v as usize;
         }
-        cfg.prefetch = match whole("prefetch", o.prefetch)? {
-            Some(v) => v.min(100_000) as usize,
-            None => cfg.concurrency,
+        (cfg.prefetch, cfg.prefetch_max) = match whole("prefetch", o.prefetch)? {
+            Some(v) => (v.min(100_000) as usize, 0),
+            None => (cfg.concurrency, (cfg.concurrency * 10).min(100_000)),
         };
         if let Some(v) = positive("visibilityTimeoutMs", o.visibility_timeout_ms)? {
             cfg.visibility_timeout = Duration::from_millis(v);

@@ -130,6 +130,10 @@ pub struct WorkerConfig {
     /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'), handed
     /// out by [`crate::Worker::complete`]. 0 (the default here) turns prefetching off.
     pub prefetch: usize,
+    /// When above `prefetch`, prefetch adapts between the two: about as many jobs as the
+    /// handlers finished in the last 50 ms, so fast handlers get large reads (fewer round trips
+    /// per job) while slow ones hold no more than `prefetch` ahead (other workers get the rest).
+    pub prefetch_max: usize,
 }
 
 impl Default for WorkerConfig {
@@ -141,6 +145,7 @@ impl Default for WorkerConfig {
             max_deliveries: 5,
             block: Duration::from_secs(1),
             prefetch: 0,
+            prefetch_max: 0,
         }
     }
 }

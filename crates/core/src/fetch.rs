@@ -24,6 +24,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut backoff = Backoff::default();
     let mut recovery = Recovery::default();
     let mut next_recover = Instant::now();
+    // The last read found fewer jobs than it asked for: the queue ran dry, so the next read will
+    // likely block, and asks for no more than the configured prefetch (see `free_slots`).
+    let mut drained = true;
 
     while !inner.is_closing() {
         if inner.paused.load(Ordering::Acquire) {
@@ -33,10 +36,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             continue;
         }
-        let free = inner.free_slots();
+        let free = inner.free_slots(drained);
         if free == 0 {
             let freed = inner.freed.notified();
-            if inner.free_slots() == 0 && !inner.is_closing() {
+            if inner.free_slots(drained) == 0 && !inner.is_closing() {
                 freed.await;
             }
             continue;
@@ -92,6 +95,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         inner.reading.store(false, Ordering::SeqCst);
         match read {
             Ok(jobs) => {
+                drained = jobs.len() < free;
+                if drained {
+                    inner.reset_prefetch();
+                }
                 backoff.reset();
                 inner.deliver(jobs);
             }

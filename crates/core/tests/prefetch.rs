@@ -171,3 +171,91 @@ async fn close_returns_prefetched_jobs_to_the_queue_instead_of_running_them() {
         "the 5 prefetched are waiting again: {s:?}"
     );
 }
+
+/// Adaptive prefetch (`prefetch_max` above `prefetch`): while handlers finish fast, reads go
+/// beyond `concurrency + prefetch`; once the queue has run dry, the next burst is taken at the
+/// floor again, so a worker that was busy with fast jobs does not hoard what comes after a lull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_prefetch_grows_for_fast_handlers_and_starts_low_after_a_lull() {
+    let redis = TestRedis::spawn();
+    let queue = queue(&redis.url(), "prefetch-adaptive");
+    let (concurrency, floor) = (10, 10);
+    let cfg = WorkerConfig {
+        concurrency,
+        prefetch: floor,
+        prefetch_max: 300,
+        ..Default::default()
+    };
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue.worker(cfg, dispatch).expect("worker");
+
+    let total = 6000;
+    queue
+        .add((0..total).map(|i| NewJob::new(format!("{i}"))).collect())
+        .await
+        .expect("add");
+    let mut seen = HashSet::new();
+    let mut most_held = 0;
+    let mut running: Vec<holdfast_core::Job> = Vec::new();
+    while seen.len() < total {
+        if running.is_empty() {
+            running.push(rx.job(DEADLINE).await);
+        }
+        while let Ok(j) = rx.jobs.try_recv() {
+            running.push(j);
+        }
+        for j in &running {
+            assert!(seen.insert(j.payload.clone()), "job {} twice", j.payload);
+        }
+        most_held = most_held.max(worker.in_flight());
+        let done: Vec<_> = running
+            .drain(..)
+            .map(|j| (j.token, Outcome::Completed))
+            .collect();
+        running = worker.complete(done).expect("complete");
+    }
+    assert!(
+        most_held > concurrency + floor,
+        "prefetch grew while handlers were fast: at most {most_held} held"
+    );
+    wait_drained(&queue, DEADLINE).await;
+
+    // A lull, then a burst nobody finishes: the worker takes only concurrency + floor.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    queue
+        .add(
+            (0..500)
+                .map(|i| NewJob::new(format!("later-{i}")))
+                .collect(),
+        )
+        .await
+        .expect("add");
+    let first = rx.jobs(concurrency, DEADLINE).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = worker.in_flight();
+    assert!(
+        held <= concurrency + floor,
+        "after a lull the worker holds {held}, more than concurrency + prefetch"
+    );
+    let s = queue.stats().await.expect("stats");
+    assert_eq!(s.waiting, 500 - held as u64, "{s:?}");
+
+    // finish the burst, so close has nothing left to wait for
+    let (mut finished, mut running) = (0, first);
+    while finished < 500 {
+        if running.is_empty() {
+            running.push(rx.job(DEADLINE).await);
+        }
+        while let Ok(j) = rx.jobs.try_recv() {
+            running.push(j);
+        }
+        finished += running.len();
+        let done: Vec<_> = running
+            .drain(..)
+            .map(|j| (j.token, Outcome::Completed))
+            .collect();
+        running = worker.complete(done).expect("complete");
+    }
+    wait_drained(&queue, DEADLINE).await;
+    close(worker).await;
+}
