@@ -130,9 +130,9 @@ pub struct WorkerConfig {
     /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'), handed
     /// out by [`crate::Worker::complete`]. 0 (the default here) turns prefetching off.
     pub prefetch: usize,
-    /// When above `prefetch`, prefetch adapts between the two: about as many jobs as the
-    /// handlers finished in the last 50 ms, so fast handlers get large reads (fewer round trips
-    /// per job) while slow ones hold no more than `prefetch` ahead (other workers get the rest).
+    /// When above `prefetch`, prefetch adapts between the two (see `prefetch.rs`): about as
+    /// many jobs as the handlers finished in the last 50 ms, so fast handlers get large reads
+    /// while slow ones hold no more than `prefetch` ahead and leave the rest to other workers.
     pub prefetch_max: usize,
 }
 

@@ -97,7 +97,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             Ok(jobs) => {
                 drained = jobs.len() < free;
                 if drained {
-                    inner.reset_prefetch();
+                    inner.prefetch.reset();
                 }
                 backoff.reset();
                 inner.deliver(jobs);

@@ -18,6 +18,7 @@ pub mod job;
 pub mod keys;
 mod list;
 mod maintenance;
+mod prefetch;
 mod queue;
 mod resp;
 mod scheduler;

@@ -5,7 +5,7 @@
 //! reaping). What differs between modes is in `backend.rs`. Jobs in flight live in a slab
 //! indexed by `Job::token`.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -15,6 +15,7 @@ use crate::acker::Finish;
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::prefetch::Prefetch;
 use crate::queue::Queue;
 use crate::{acker, backend, fetch, maintenance, scheduler};
 
@@ -128,22 +129,7 @@ pub(crate) struct Inner {
     pub reading: AtomicBool,
     /// Fetched jobs not yet handed out, and how many handlers run.
     ready: Mutex<Ready>,
-    /// Adaptive prefetch: jobs finished in the current window, and the prefetch it gave.
-    rate: Mutex<Rate>,
-    prefetch_now: AtomicUsize,
-    /// Running average of payload sizes, to keep prefetched jobs under `PREFETCH_BYTES`.
-    avg_payload: AtomicUsize,
-}
-
-/// The window adaptive prefetch measures over: it prefetches what the handlers would finish
-/// in about this long.
-const PREFETCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-/// Adaptive prefetch stops growing at about this many bytes of payload held ahead.
-const PREFETCH_BYTES: usize = 32 << 20;
-
-struct Rate {
-    start: std::time::Instant,
-    done: usize,
+    pub prefetch: Prefetch,
 }
 
 /// Prefetch: the fetch loop reads ahead, so when handlers finish the next jobs are already
@@ -161,48 +147,8 @@ impl Inner {
     /// not what adaptive prefetch grew to (for a read that will likely block: jobs arriving
     /// after a lull should be spread over the workers, whatever the rate before the lull).
     pub fn free_slots(&self, at_floor: bool) -> usize {
-        let prefetch = match at_floor {
-            true => self.cfg.prefetch,
-            false => self.prefetch_now.load(Ordering::Relaxed),
-        };
-        (self.cfg.concurrency + prefetch).saturating_sub(self.inflight.lock().unwrap().len())
-    }
-
-    /// The queue ran dry: adaptive prefetch starts again from `prefetch`, and grows back only
-    /// if the jobs that come next are finished fast too.
-    pub fn reset_prefetch(&self) {
-        if self.cfg.prefetch_max > self.cfg.prefetch {
-            self.prefetch_now
-                .store(self.cfg.prefetch, Ordering::Relaxed);
-            *self.rate.lock().unwrap() = Rate {
-                start: std::time::Instant::now(),
-                done: 0,
-            };
-        }
-    }
-
-    /// Counts finished jobs; at the end of each window, sets the prefetch to what finished in
-    /// it, within `prefetch..=prefetch_max` and the byte budget.
-    fn note_finished(&self, finished: usize) {
-        let (floor, max) = (self.cfg.prefetch, self.cfg.prefetch_max);
-        if max <= floor {
-            return;
-        }
-        let mut rate = self.rate.lock().unwrap();
-        rate.done += finished;
-        let elapsed = rate.start.elapsed();
-        if elapsed < PREFETCH_WINDOW {
-            return;
-        }
-        let per_window =
-            rate.done as u128 * PREFETCH_WINDOW.as_micros() / elapsed.as_micros().max(1);
-        let by_bytes = PREFETCH_BYTES / self.avg_payload.load(Ordering::Relaxed).max(1);
-        let now = (per_window as usize).min(max).min(by_bytes).max(floor);
-        self.prefetch_now.store(now, Ordering::Relaxed);
-        *rate = Rate {
-            start: std::time::Instant::now(),
-            done: 0,
-        };
+        (self.cfg.concurrency + self.prefetch.get(at_floor))
+            .saturating_sub(self.inflight.lock().unwrap().len())
     }
 
     /// On close: prefetched jobs that no handler took yet go back to the queue at once (same
@@ -278,14 +224,7 @@ impl Inner {
         if jobs.is_empty() {
             return;
         }
-        if self.cfg.prefetch_max > self.cfg.prefetch {
-            let avg = jobs.iter().map(|j| j.payload.len()).sum::<usize>() / jobs.len();
-            let old = self.avg_payload.load(Ordering::Relaxed);
-            self.avg_payload.store(
-                if old == 0 { avg } else { (old * 7 + avg) / 8 },
-                Ordering::Relaxed,
-            );
-        }
+        self.prefetch.delivered(&jobs);
         {
             let mut slab = self.inflight.lock().unwrap();
             for job in &mut jobs {
@@ -326,7 +265,7 @@ impl Worker {
     ) -> Result<Self> {
         cfg.validate()?;
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
-        let prefetch = cfg.prefetch;
+        let prefetch = Prefetch::new(cfg.prefetch, cfg.prefetch_max);
         let inner = Arc::new(Inner {
             queue,
             cfg,
@@ -341,12 +280,7 @@ impl Worker {
             paused: AtomicBool::new(false),
             reading: AtomicBool::new(false),
             ready: Mutex::new(Ready::default()),
-            rate: Mutex::new(Rate {
-                start: std::time::Instant::now(),
-                done: 0,
-            }),
-            prefetch_now: AtomicUsize::new(prefetch),
-            avg_payload: AtomicUsize::new(0),
+            prefetch,
         });
         let (stop_maintenance, stop_rx) = watch::channel(false);
         let tasks = Tasks {
@@ -433,7 +367,7 @@ impl Worker {
         if !acks.is_empty() {
             let _ = tx.send(Finish::Acks(acks));
         }
-        self.inner.note_finished(finished);
+        self.inner.prefetch.finished(finished);
         self.inner.freed.notify_one();
         if now_idle {
             self.inner.idle.notify_waiters();
