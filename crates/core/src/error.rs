@@ -57,6 +57,19 @@ impl Error {
         }
         Error::Redis(redact(&text))
     }
+
+    /// The same mapping for an error reply read off the wire (`resp.rs`): `msg` is the reply's
+    /// text, e.g. `WRONGTYPE Operation against a key ...`.
+    pub(crate) fn from_reply(msg: &str, key: &str) -> Self {
+        let code = msg.split(' ').next().unwrap_or("");
+        match code {
+            "WRONGTYPE" => Error::WrongType {
+                key: key.to_owned(),
+            },
+            "LOADING" | "NOAUTH" | "WRONGPASS" => Error::Connection(redact(msg)),
+            _ => Error::Redis(redact(msg)),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -113,5 +126,20 @@ mod tests {
             "failed redis://***@host:6379/0 now"
         );
         assert_eq!(redact("no url here"), "no url here");
+    }
+
+    #[test]
+    fn error_replies_map_like_the_redis_crates_errors() {
+        let wrong = Error::from_reply("WRONGTYPE Operation against a key", "q:stream");
+        assert_eq!(
+            wrong,
+            Error::WrongType {
+                key: "q:stream".into()
+            }
+        );
+        assert!(Error::from_reply("LOADING Redis is loading", "").is_connection());
+        assert!(Error::from_reply("NOAUTH Authentication required.", "").is_connection());
+        let nogroup = Error::from_reply("NOGROUP No such key", "k");
+        assert!(matches!(&nogroup, Error::Redis(m) if m.starts_with("NOGROUP")));
     }
 }

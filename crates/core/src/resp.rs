@@ -78,7 +78,7 @@ impl RespConn {
         }
         conn.command(&[b"CLIENT", b"ID"]);
         conn.flush().await?;
-        conn.client_id = match conn.reply(simple).await? {
+        conn.client_id = match conn.reply(simple, "").await? {
             Reply::Int(id) => id,
             other => return Err(protocol(format!("CLIENT ID replied {other:?}"))),
         };
@@ -111,12 +111,7 @@ impl RespConn {
             b">",
         ]);
         self.flush().await?;
-        self.reply(xread_jobs).await.map_err(|e| match e {
-            Error::Redis(msg) if msg.starts_with("WRONGTYPE") => Error::WrongType {
-                key: stream.to_owned(),
-            },
-            e => e,
-        })
+        self.reply(xread_jobs, stream).await
     }
 
     fn command(&mut self, args: &[&[u8]]) {
@@ -138,14 +133,15 @@ impl RespConn {
 
     async fn expect(&mut self, want: Reply) -> Result<()> {
         self.flush().await?;
-        match self.reply(simple).await? {
+        match self.reply(simple, "").await? {
             got if got == want => Ok(()),
             got => Err(protocol(format!("expected {want:?}, got {got:?}"))),
         }
     }
 
-    /// Reads until one whole reply is buffered, then parses it with `parse`.
-    async fn reply<T>(&mut self, parse: fn(&mut Cursor) -> Parsed<T>) -> Result<T> {
+    /// Reads until one whole reply is buffered, then parses it with `parse`. `key` names the
+    /// key the command touched, for a WRONGTYPE error.
+    async fn reply<T>(&mut self, parse: fn(&mut Cursor) -> Parsed<T>, key: &str) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
         let invalid = loop {
             match skip(&mut Cursor::new(&self.buf[..self.filled])) {
@@ -184,7 +180,7 @@ impl RespConn {
             self.buf.shrink_to_fit();
         }
         parsed.map_err(|e| match e {
-            Fail::Server(msg) => server_error(msg),
+            Fail::Server(msg) => Error::from_reply(&msg, key),
             Fail::Protocol(msg) => protocol(msg),
         })
     }
@@ -207,15 +203,6 @@ fn io_error(e: std::io::Error) -> Error {
 /// A reply this connection cannot make sense of; the fetch loop drops the connection.
 fn protocol(msg: String) -> Error {
     Error::Connection(format!("unexpected reply from Redis: {msg}"))
-}
-
-/// The same mapping `Error::from_redis` applies to the redis crate's errors.
-fn server_error(msg: String) -> Error {
-    if msg.starts_with("LOADING") || msg.starts_with("NOAUTH") || msg.starts_with("WRONGPASS") {
-        Error::Connection(redact(&msg))
-    } else {
-        Error::Redis(redact(&msg))
-    }
 }
 
 // ------------------------------------------------------------------------------------------
