@@ -83,14 +83,7 @@ async fn poll_paused(inner: &Inner) -> Result<()> {
             if !inner.reading.load(Ordering::SeqCst) {
                 break;
             }
-            let client = inner.blocked_client.load(Ordering::Acquire);
-            if client >= 0 {
-                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
-                    .arg("UNBLOCK")
-                    .arg(client)
-                    .query_async(&mut conn)
-                    .await;
-            }
+            inner.unblock_read().await;
             tokio::time::sleep(UNBLOCK_RETRY).await;
         }
     }

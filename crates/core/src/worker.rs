@@ -186,6 +186,22 @@ impl Inner {
         q.waiting.drain(..n).collect()
     }
 
+    /// One `CLIENT UNBLOCK` for the fetch loop's connection, if it has one. Best effort: the
+    /// callers repeat it, since the read may be sent after it arrives.
+    pub async fn unblock_read(&self) {
+        let client_id = self.blocked_client.load(Ordering::Acquire);
+        if client_id < 0 {
+            return;
+        }
+        if let Ok(mut conn) = self.queue.worker_conn().await {
+            let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+                .arg("UNBLOCK")
+                .arg(client_id)
+                .query_async(&mut conn)
+                .await;
+        }
+    }
+
     pub fn is_closing(&self) -> bool {
         *self.closing.borrow()
     }
@@ -389,16 +405,7 @@ impl Worker {
         // commands), so keep unblocking until the fetch task has ended.
         let mut fetch = tasks.fetch;
         loop {
-            let client_id = inner.blocked_client.load(Ordering::Acquire);
-            if client_id >= 0 {
-                if let Ok(mut conn) = inner.queue.worker_conn().await {
-                    let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
-                        .arg("UNBLOCK")
-                        .arg(client_id)
-                        .query_async(&mut conn)
-                        .await;
-                }
-            }
+            inner.unblock_read().await;
             if tokio::time::timeout(std::time::Duration::from_millis(50), &mut fetch)
                 .await
                 .is_ok()
