@@ -73,6 +73,13 @@ function makeItems(n) {
 }
 
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`)
+
+/** A text table on stdout: first column left-aligned, the others right-aligned. */
+function printTable(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
+  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
+  process.stdout.write([line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n')
+}
 const fmtRate = (v) => (v == null ? '-' : Math.round(v).toLocaleString('en-US'))
 
 class BenchFailure extends Error {}
@@ -412,31 +419,24 @@ async function main() {
       ...others.map((o) => `${(r[BASELINE].jobsPerSec / r[o].jobsPerSec).toFixed(2)}x`),
     ]
   })
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
   const describePeer = ({ peer, info }) =>
     `${peer.name} ${info.version ?? '?'}${info.commit ? ` (${info.commit})` : ''}${info.driver ? ` on ${info.driver} ${info.driverVersion ?? ''}`.trimEnd() : ''}`
-  const table = [
-    `N=${N}, redis ${redisInfo.redis_version}, node ${process.version}, ${os.cpus().length} cpus; ${peers.map(describePeer).join(', ')}`,
-    line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
-  process.stdout.write(table + '\n')
+  process.stdout.write(`N=${N}, redis ${redisInfo.redis_version}, node ${process.version}, ${os.cpus().length} cpus; ${peers.map(describePeer).join(', ')}\n`)
+  printTable(header, rows)
   if (!external) {
-    const memHeader = ['Redis bytes per job', 'waiting (after addBulk)', 'after the drain']
-    const memRows = peers.map(({ peer }) => [peer.name, String(results.addBulk[peer.name].redisBytesPerJob), String(results.drain[peer.name].redisBytesPerJob)])
-    const mw = memHeader.map((h, i) => Math.max(h.length, ...memRows.map((r) => r[i].length)))
-    const mline = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(mw[i]) : c.padStart(mw[i]))).join('  ')
-    process.stdout.write([mline(memHeader), mline(mw.map((w) => '-'.repeat(w))), ...memRows.map(mline)].join('\n') + '\n')
+    printTable(
+      ['Redis bytes per job', 'waiting (after addBulk)', 'after the drain'],
+      peers.map(({ peer }) => [peer.name, String(results.addBulk[peer.name].redisBytesPerJob), String(results.drain[peer.name].redisBytesPerJob)]),
+    )
   }
-  const latHeader = [`latency at ${LATENCY_RATE} jobs/s (ms)`, 'p50', 'p99', 'max']
-  const latRows = peers.map(({ peer }) => [peer.name, ...['p50', 'p99', 'max'].map((k) => latency[peer.name][k].toFixed(2))])
-  const lw = latHeader.map((h, i) => Math.max(h.length, ...latRows.map((r) => r[i].length)))
-  const lline = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(lw[i]) : c.padStart(lw[i]))).join('  ')
-  process.stdout.write([lline(latHeader), lline(lw.map((w) => '-'.repeat(w))), ...latRows.map(lline)].join('\n') + '\n')
-  const rssHeader = ['worker process RSS (MB)', 'idle', 'peak while draining']
-  const rssRows = peers.map(({ peer }) => [peer.name, String(rss[peer.name].idleMb), String(rss[peer.name].loadMb)])
-  const rw = rssHeader.map((h, i) => Math.max(h.length, ...rssRows.map((r) => r[i].length)))
-  const rline = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(rw[i]) : c.padStart(rw[i]))).join('  ')
-  process.stdout.write([rline(rssHeader), rline(rw.map((w) => '-'.repeat(w))), ...rssRows.map(rline)].join('\n') + '\n')
+  printTable(
+    [`latency at ${LATENCY_RATE} jobs/s (ms)`, 'p50', 'p99', 'max'],
+    peers.map(({ peer }) => [peer.name, ...['p50', 'p99', 'max'].map((k) => latency[peer.name][k].toFixed(2))]),
+  )
+  printTable(
+    ['worker process RSS (MB)', 'idle', 'peak while draining'],
+    peers.map(({ peer }) => [peer.name, String(rss[peer.name].idleMb), String(rss[peer.name].loadMb)]),
+  )
 
   const out = {
     date: new Date().toISOString(),
