@@ -22,7 +22,7 @@ export declare class NativeQueue {
   pause(): Promise<void>
   resume(): Promise<void>
   /** A page of the dead letters, newest first. */
-  deadList(offset: number, limit: number): Promise<Array<NativeDeadJob>>
+  deadPage(offset: number, limit: number): Promise<Array<NativeDeadJob>>
   /** Moves dead letters back to the queue as fresh jobs: these ids, or all when null. */
   deadRetry(ids?: Array<string> | undefined | null): Promise<number>
   deadPurge(): Promise<number>
@@ -102,9 +102,15 @@ export interface NativeEvent {
   ids?: Array<string>
 }
 
-/** Options of the native queue. `lib/holdfast.js` fills in the defaults documented there. */
+/**
+ * Options of the native queue. An unset option takes the core's default (`QueueConfig::new`),
+ * the one place defaults live; the docs here repeat them.
+ */
 export interface QueueOptions {
-  /** Redis url, `redis://[[user]:password@]host[:port][/db]`. */
+  /**
+   * Redis url, `redis://[[user]:password@]host[:port][/db]` (default
+   * `redis://127.0.0.1:6379`; `lib/holdfast.js` passes `REDIS_URL` when set).
+   */
   url?: string
   /** `'stream'` (default) or `'list'`. */
   mode?: string
@@ -132,7 +138,10 @@ export interface QueueStats {
   paused: boolean
 }
 
-/** Options of a native worker. */
+/**
+ * Options of a native worker. An unset option takes the core's default
+ * (`WorkerConfig::default`).
+ */
 export interface WorkerOptions {
   /** Jobs in flight at once in this worker (default 64). */
   concurrency?: number

@@ -4,7 +4,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { ReliableQueue } = require('..')
-const { useRedis, uniqueName, waitFor, keysOf } = require('./helpers/redis-server')
+const { useRedis, uniqueName, waitFor, keysOf, deadLetters } = require('./helpers/redis-server')
 
 test('[list] jobs LPUSHed by node-redis into an existing list are consumed: JSON parsed, other strings as they are', async (t) => {
   const redis = await useRedis()
@@ -67,7 +67,7 @@ test('[list] a raw element that fails is retried as a holdfast job with the same
   assert.deepEqual(runs.map((r) => r[1]), [1, 2])
   assert.deepEqual(runs[1][2], { charge: 42 })
   assert.deepEqual(dead, [[runs[0][0], 'card declined']])
-  const [record] = (await redis.client.lRange(`holdfast:{${name}}:dead`, 0, -1)).map((r) => JSON.parse(r))
+  const [record] = await deadLetters(redis.client, name)
   assert.deepEqual({ id: record.id, d: JSON.parse(record.d), a: record.a, err: record.err }, { id: runs[0][0], d: { charge: 42 }, a: 2, err: 'card declined' })
   assert.equal((await queue.stats()).dead, 1)
 })

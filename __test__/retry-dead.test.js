@@ -2,13 +2,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { ReliableQueue } = require('..')
-const { useRedis, uniqueName, waitFor, MODES, key } = require('./helpers/redis-server')
-
-/** The dead letters of a queue, as { id, d, a, err } records, in either mode. */
-async function deadLetters(client, name, mode) {
-  if (mode === 'stream') return (await client.xRange(key(name, 'dead'), '-', '+')).map((e) => ({ ...e.message, a: Number(e.message.a) }))
-  return (await client.lRange(key(name, 'dead'), 0, -1)).map((r) => JSON.parse(r))
-}
+const { useRedis, uniqueName, waitFor, MODES, deadLetters } = require('./helpers/redis-server')
 
 for (const mode of MODES) {
   test(`[${mode}] a failing job is retried up to maxAttempts, then goes to dead with its error`, async (t) => {
@@ -37,7 +31,7 @@ for (const mode of MODES) {
     const stats = await queue.stats()
     assert.equal(stats.dead, 1)
     assert.equal(stats.waiting + stats.active, 0)
-    const [entry] = await deadLetters(redis.client, name, mode)
+    const [entry] = await deadLetters(redis.client, name)
     assert.equal(entry.id, 'flaky-1')
     assert.equal(entry.err, 'boom 3')
     assert.equal(entry.a, 3)

@@ -7,7 +7,6 @@ const native = require('../index.js')
 const { checkBackoff, toSpec, fromSpec, delayFor } = require('./backoff.js')
 const { HoldfastError, typeError, invalidArgument, fromNative, closedError } = require('./errors.js')
 
-const DEFAULT_URL = 'redis://127.0.0.1:6379'
 /** Concurrent `add` calls made in one tick travel in one pipeline of at most this many jobs. */
 const MAX_COALESCED = 1000
 const MAX_JOB_ID_BYTES = native.MAX_JOB_ID_BYTES
@@ -121,7 +120,8 @@ class ReliableQueue {
     const deadLetter = checkOptions('deadLetter', opts.deadLetter)
     checkNumber('deadLetter.maxLen', deadLetter.maxLen)
     checkNumber('deadLetter.maxAgeMs', deadLetter.maxAgeMs)
-    const url = opts.url ?? process.env.REDIS_URL ?? DEFAULT_URL
+    // unset: the core's default (redis://127.0.0.1:6379)
+    const url = opts.url ?? process.env.REDIS_URL
     try {
       this._native = new native.NativeQueue(name, {
         url,
@@ -255,7 +255,7 @@ class DeadLetters {
     for (const [name, v] of [['limit', limit], ['offset', offset]]) {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidArgument(`${name} must be a whole number >= 0`)
     }
-    const items = await this._queue._call((n) => n.deadList(offset, limit))
+    const items = await this._queue._call((n) => n.deadPage(offset, limit))
     return items.map(({ id, payload, error, attempts, failedAt }) => ({
       id,
       data: decode(payload),

@@ -48,10 +48,12 @@ fn small(name: &str, v: u64) -> Result<u32> {
     u32::try_from(v).map_err(|_| invalid(format!("{name} is too large: {v}")))
 }
 
-/// Options of the native queue. `lib/holdfast.js` fills in the defaults documented there.
+/// Options of the native queue. An unset option takes the core's default (`QueueConfig::new`),
+/// the one place defaults live; the docs here repeat them.
 #[napi(object)]
 pub struct QueueOptions {
-    /// Redis url, `redis://[[user]:password@]host[:port][/db]`.
+    /// Redis url, `redis://[[user]:password@]host[:port][/db]` (default
+    /// `redis://127.0.0.1:6379`; `lib/holdfast.js` passes `REDIS_URL` when set).
     pub url: Option<String>,
     /// `'stream'` (default) or `'list'`.
     pub mode: Option<String>,
@@ -116,7 +118,8 @@ pub struct AddColumns {
     pub run_ats: Option<Vec<Option<f64>>>,
 }
 
-/// Options of a native worker.
+/// Options of a native worker. An unset option takes the core's default
+/// (`WorkerConfig::default`).
 #[napi(object)]
 pub struct WorkerOptions {
     /// Jobs in flight at once in this worker (default 64).
@@ -142,10 +145,10 @@ impl TryFrom<&WorkerOptions> for core::WorkerConfig {
         if let Some(v) = positive("concurrency", o.concurrency)? {
             cfg.concurrency = v as usize;
         }
-        (cfg.prefetch, cfg.prefetch_max) = match whole("prefetch", o.prefetch)? {
-            Some(v) => (v.min(100_000) as usize, 0),
-            None => (cfg.concurrency, (cfg.concurrency * 10).min(100_000)),
-        };
+        if let Some(v) = whole("prefetch", o.prefetch)? {
+            cfg.prefetch =
+                core::PrefetchPolicy::Fixed(v.min(core::config::MAX_PREFETCH as u64) as usize);
+        }
         if let Some(v) = positive("visibilityTimeoutMs", o.visibility_timeout_ms)? {
             cfg.visibility_timeout = Duration::from_millis(v);
         }
@@ -410,10 +413,10 @@ impl NativeQueue {
 
     /// A page of the dead letters, newest first.
     #[napi]
-    pub async fn dead_list(&self, offset: u32, limit: u32) -> Result<Vec<NativeDeadJob>> {
+    pub async fn dead_page(&self, offset: u32, limit: u32) -> Result<Vec<NativeDeadJob>> {
         let jobs = self
             .inner
-            .dead_list(offset as usize, limit as usize)
+            .dead_page(offset as usize, limit as usize)
             .await
             .map_err(to_js_error)?;
         Ok(jobs

@@ -59,4 +59,9 @@ async function keysOf(client, name) {
   return (await client.keys(`holdfast:{${name}}:*`)).filter((k) => !k.includes(':dedup:')).sort()
 }
 
-module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf }
+/** The dead letters of a queue as stored (a stream in both modes), oldest first: { id, d, a, err, t }. */
+async function deadLetters(client, name) {
+  return (await client.xRange(key(name, 'dead'), '-', '+')).map((e) => ({ ...e.message, a: Number(e.message.a) }))
+}
+
+module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf, deadLetters }

@@ -1,7 +1,7 @@
--- Moves a job that used up its attempts to the capped dead list, as a JSON record, and takes it
--- off this worker's processing list, in one step.
+-- Moves a job that used up its attempts to the capped dead letters, and takes it off this
+-- worker's processing list, in one step.
 -- KEYS[1] active:<worker id> (list)
--- KEYS[2] dead (list)
+-- KEYS[2] dead (stream)
 -- ARGV[1] the element as delivered
 -- ARGV[2] job id
 -- ARGV[3] payload
@@ -14,5 +14,5 @@
 -- returns 1 when moved, 0 when the delivery was no longer in the processing list
 -- (lib/dead.lua is prepended)
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
-hf_dead_list(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[9], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+hf_dead(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[9], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 return 1

@@ -10,10 +10,11 @@
 -- ARGV[5] max entries to claim
 -- ARGV[6] max deliveries
 -- ARGV[7] now, unix ms
--- ARGV[8] dead-letter cap (approximate MAXLEN)
+-- ARGV[8] dead-letter cap
 -- ARGV[9] dead-letter cutoff, unix ms: older dead letters are dropped
 -- (lib/stream.lua and lib/dead.lua are prepended)
--- returns { next cursor, { entry id, { field, value, ... }, delivery count, ... }, { dead job id, ... } }
+-- returns { next cursor, { entry id, { field, value, ... }, delivery count, ... },
+--           { dead job id, reason, ... } }
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local claimed, dead = {}, {}
 local max = tonumber(ARGV[6])
@@ -27,11 +28,11 @@ for _, e in ipairs(r[2]) do
   elseif deliveries > max then
     local f = hf_fields(fields)
     local job = f.id or id
-    hf_dead_stream(KEYS[2], job, f.d or '', f.a or '1', f.o or '',
-      'delivered ' .. deliveries .. ' times without finishing (maxDeliveries ' .. max .. ')',
-      ARGV[7], ARGV[8], ARGV[9])
+    local reason = hf_too_many(deliveries, max)
+    hf_dead(KEYS[2], job, f.d or '', f.a or '1', f.o or '', reason, ARGV[7], ARGV[8], ARGV[9])
     redis.call('XACK', KEYS[1], ARGV[1], id)
     dead[#dead + 1] = job
+    dead[#dead + 1] = reason
   else
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = fields

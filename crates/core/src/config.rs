@@ -1,4 +1,5 @@
-//! Options of a queue and of a worker, with their defaults and validation.
+//! Options of a queue and of a worker, with their defaults and validation. These defaults are
+//! the only ones: the binding and the JS layer leave an option unset to get them.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ pub const DEFAULT_PREFIX: &str = "holdfast";
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 512 * 1024;
 /// Longest queue name accepted: keys stay short and readable in `redis-cli`.
 pub const MAX_NAME_LEN: usize = 200;
+/// Most jobs a worker reads ahead of its handlers, whatever the setting.
+pub const MAX_PREFETCH: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -39,7 +42,7 @@ pub struct QueueConfig {
     /// List mode only: consume this existing list instead of `<prefix>:{<name>}:wait`.
     pub list_key: Option<String>,
     pub max_payload_bytes: usize,
-    /// Cap of the dead letters (approximate in stream mode).
+    /// Cap of the dead letters.
     pub dead_max_len: u64,
     /// Dead letters older than this are dropped.
     pub dead_max_age: Duration,
@@ -127,13 +130,23 @@ pub struct WorkerConfig {
     pub max_deliveries: u32,
     /// BLOCK of each XREADGROUP; also bounds how long `close` waits for a blocked read.
     pub block: Duration,
-    /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'), handed
-    /// out by [`crate::Worker::complete`]. 0 (the default here) turns prefetching off.
-    pub prefetch: usize,
-    /// When above `prefetch`, prefetch adapts between the two (see `prefetch.rs`): about as
-    /// many jobs as the handlers finished in the last 50 ms, so fast handlers get large reads
-    /// while slow ones hold no more than `prefetch` ahead and leave the rest to other workers.
-    pub prefetch_max: usize,
+    /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'),
+    /// handed out by [`crate::Worker::complete`].
+    pub prefetch: PrefetchPolicy,
+}
+
+/// How many jobs a worker reads ahead of its free handler slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrefetchPolicy {
+    /// From `concurrency` up to 10 x `concurrency`: about as many jobs as the handlers finished
+    /// in the last 50 ms (`runtime/prefetch.rs`), so fast handlers get large reads while slow
+    /// ones hold no more than `concurrency` ahead and leave the rest to other workers.
+    #[default]
+    Adaptive,
+    /// Exactly this many (0: none).
+    Fixed(usize),
+    /// Adaptive, between these two.
+    Between(usize, usize),
 }
 
 impl Default for WorkerConfig {
@@ -144,8 +157,7 @@ impl Default for WorkerConfig {
             max_attempts: 3,
             max_deliveries: 5,
             block: Duration::from_secs(1),
-            prefetch: 0,
-            prefetch_max: 0,
+            prefetch: PrefetchPolicy::Adaptive,
         }
     }
 }
@@ -174,6 +186,16 @@ impl WorkerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The prefetch floor and ceiling; the ceiling is above the floor only when adaptive.
+    pub fn prefetch_range(&self) -> (usize, usize) {
+        let (floor, max) = match self.prefetch {
+            PrefetchPolicy::Adaptive => (self.concurrency, self.concurrency * 10),
+            PrefetchPolicy::Fixed(n) => (n, 0),
+            PrefetchPolicy::Between(floor, max) => (floor, max),
+        };
+        (floor.min(MAX_PREFETCH), max.min(MAX_PREFETCH))
     }
 
     /// Leases are renewed three times per visibility timeout, so one late renewal is harmless.

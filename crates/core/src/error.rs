@@ -14,8 +14,9 @@ pub enum Error {
     WrongType { key: String },
     /// The queue or worker was closed before the call.
     Closed,
-    /// Any other error Redis returned.
-    Redis(String),
+    /// Any other error Redis returned: its code (`NOGROUP`, `OOM`, `ERR`, ...; empty when the
+    /// client, not the server, failed) and its message.
+    Redis { code: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -29,7 +30,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => "ERR_HOLDFAST_PAYLOAD_TOO_LARGE",
             Error::WrongType { .. } => "ERR_HOLDFAST_WRONG_TYPE",
             Error::Closed => "ERR_HOLDFAST_CLOSED",
-            Error::Redis(_) => "ERR_HOLDFAST_REDIS",
+            Error::Redis { .. } => "ERR_HOLDFAST_REDIS",
         }
     }
 
@@ -38,38 +39,74 @@ impl Error {
         matches!(self, Error::Connection(_))
     }
 
+    /// True when Redis replied with this error code (`NOGROUP`, `BUSYGROUP`, ...).
+    pub fn is_server_code(&self, want: &str) -> bool {
+        matches!(self, Error::Redis { code, .. } if code == want)
+    }
+
     /// Maps a redis-crate error, naming the key the command touched when Redis says WRONGTYPE.
     pub(crate) fn from_redis(err: redis::RedisError, key: &str) -> Self {
-        let text = err.to_string();
-        if err.code() == Some("WRONGTYPE") || text.contains("WRONGTYPE") {
-            return Error::WrongType {
-                key: key.to_owned(),
-            };
-        }
+        let text = redact(&err.to_string());
         if err.is_io_error()
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_timeout()
             || err.kind() == redis::ErrorKind::AuthenticationFailed
-            || err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
         {
-            return Error::Connection(redact(&text));
+            return Error::Connection(text);
         }
-        Error::Redis(redact(&text))
+        // A pipeline's error has no code of its own: the first failed command's is the one.
+        let code = match err.code() {
+            Some(code) => Some(code.to_owned()),
+            None => err
+                .into_server_errors()
+                .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned())),
+        };
+        match code {
+            Some(code) => Self::server(&server_code(&code, &text), text, key),
+            None => Error::Redis {
+                code: String::new(),
+                message: text,
+            },
+        }
     }
 
     /// The same mapping for an error reply read off the wire (`resp.rs`): `msg` is the reply's
     /// text, e.g. `WRONGTYPE Operation against a key ...`.
     pub(crate) fn from_reply(msg: &str, key: &str) -> Self {
         let code = msg.split(' ').next().unwrap_or("");
+        Self::server(&server_code(code, msg), redact(msg), key)
+    }
+
+    /// One mapping of a server error code for both readers.
+    fn server(code: &str, message: String, key: &str) -> Self {
         match code {
             "WRONGTYPE" => Error::WrongType {
                 key: key.to_owned(),
             },
-            "LOADING" | "NOAUTH" | "WRONGPASS" => Error::Connection(redact(msg)),
-            _ => Error::Redis(redact(msg)),
+            "LOADING" | "NOAUTH" | "WRONGPASS" => Error::Connection(message),
+            _ => Error::Redis {
+                code: code.to_owned(),
+                message,
+            },
         }
     }
+}
+
+/// Before Redis 7, an error raised by `redis.call` inside a script comes back as
+/// `ERR Error running script (...): @user_script:1: WRONGTYPE ...`: the code that matters is
+/// the inner one.
+fn server_code(code: &str, text: &str) -> String {
+    if code == "ERR" {
+        if let Some(at) = text.find("@user_script:") {
+            let inner = text[at..].split(": ").nth(1).unwrap_or("");
+            let word = inner.split(' ').next().unwrap_or("");
+            if !word.is_empty() && word.bytes().all(|b| b.is_ascii_uppercase()) {
+                return word.to_owned();
+            }
+        }
+    }
+    code.to_owned()
 }
 
 impl fmt::Display for Error {
@@ -92,7 +129,7 @@ impl fmt::Display for Error {
                  Pick another queue name or prefix, or delete the key"
             ),
             Error::Closed => write!(f, "this queue or worker is closed; create a new one"),
-            Error::Redis(msg) => write!(f, "Redis error: {msg}"),
+            Error::Redis { message, .. } => write!(f, "Redis error: {message}"),
         }
     }
 }
@@ -140,6 +177,16 @@ mod tests {
         assert!(Error::from_reply("LOADING Redis is loading", "").is_connection());
         assert!(Error::from_reply("NOAUTH Authentication required.", "").is_connection());
         let nogroup = Error::from_reply("NOGROUP No such key", "k");
-        assert!(matches!(&nogroup, Error::Redis(m) if m.starts_with("NOGROUP")));
+        assert!(nogroup.is_server_code("NOGROUP"), "{nogroup:?}");
+        assert!(nogroup.to_string().contains("NOGROUP No such key"));
+    }
+
+    #[test]
+    fn script_errors_of_redis_6_carry_the_inner_code() {
+        let text = "ERR Error running script (call to f_1): @user_script:12: WRONGTYPE Operation \
+                    against a key holding the wrong kind of value";
+        assert_eq!(server_code("ERR", text), "WRONGTYPE");
+        assert_eq!(server_code("ERR", "ERR unknown command"), "ERR");
+        assert_eq!(server_code("NOGROUP", "NOGROUP No such key"), "NOGROUP");
     }
 }

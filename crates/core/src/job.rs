@@ -1,4 +1,4 @@
-//! Jobs as the core hands them out and takes them in.
+//! Jobs as the core hands them out and takes them in, and what a queue reports about them.
 
 use redis::Value;
 
@@ -49,6 +49,47 @@ pub struct Job {
     pub max_attempts: Option<u32>,
     /// Per-job backoff spec, as given to `add`.
     pub backoff: Option<String>,
+}
+
+/// Counts of one queue, from [`crate::Queue::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Added and not yet delivered to any worker.
+    pub waiting: u64,
+    /// Delivered and not yet finished (held by a live worker, or by a dead one until recovered).
+    pub active: u64,
+    pub delayed: u64,
+    pub dead: u64,
+    /// Workers whose heartbeat deadline has not passed.
+    pub workers: u64,
+    /// Set by [`crate::Queue::pause`]: workers fetch nothing new.
+    pub paused: bool,
+}
+
+impl Stats {
+    /// `{ waiting, active, delayed, dead, workers, paused (1/0) }`, as the stats scripts reply.
+    pub(crate) fn from_counts(counts: &[u64]) -> Self {
+        let at = |i: usize| counts.get(i).copied().unwrap_or(0);
+        Stats {
+            waiting: at(0),
+            active: at(1),
+            delayed: at(2),
+            dead: at(3),
+            workers: at(4),
+            paused: at(5) == 1,
+        }
+    }
+}
+
+/// A job in the dead letters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadJob {
+    pub id: String,
+    /// The encoded data, as added.
+    pub payload: String,
+    pub attempts: u32,
+    pub error: String,
+    pub failed_at_ms: u64,
 }
 
 /// Stream fields: `d` payload, `id` job id, `a` attempt, `o` job options (see `envelope.rs`).
@@ -112,5 +153,14 @@ pub(crate) fn as_str(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
         Value::SimpleString(s) => Some(std::borrow::Cow::Borrowed(s)),
         Value::Int(i) => Some(std::borrow::Cow::Owned(i.to_string())),
         _ => None,
+    }
+}
+
+/// The items of an array reply (a RESP3 map flattened), or none.
+pub(crate) fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) | Value::Set(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
     }
 }

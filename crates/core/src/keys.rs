@@ -1,38 +1,38 @@
 //! The only place that formats a Redis key. Every key of one queue shares the hash tag `{name}`,
 //! so all of them hash to one Cluster slot and every multi-key script stays legal there.
+//!
+//! [`QueueKeys`] are the keys every mode has; [`StreamKeys`] and [`ListKeys`] belong to one
+//! mode's protocol each (`protocol/stream.rs`, `protocol/list.rs`) and are built here too.
 
 /// The consumer group every stream-mode worker joins.
 pub const GROUP: &str = "workers";
 
-/// Keys of one queue: `<prefix>:{<name>}:<part>`.
+fn key(prefix: &str, name: &str, part: &str) -> String {
+    format!("{prefix}:{{{name}}}:{part}")
+}
+
+/// Keys of one queue that every mode has: `<prefix>:{<name>}:<part>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {
-    /// Stream mode: the stream.
-    pub stream: String,
-    /// List mode: the list producers LPUSH to (`listKey` when given, to consume a list that
-    /// other clients fill).
-    pub wait: String,
-    /// List mode: prefix of the per-worker processing lists, `active:<worker id>`.
-    active_prefix: String,
     dedup_prefix: String,
+    /// zset: job envelope -> due time (unix ms), for delayed adds and retries after a backoff.
     pub delayed: String,
+    /// The dead letters: a capped stream, in both modes.
     pub dead: String,
+    /// zset: worker id -> heartbeat deadline (unix ms).
     pub workers: String,
+    /// hash: `paused`.
     pub meta: String,
 }
 
 impl QueueKeys {
-    pub fn new(prefix: &str, name: &str, list_key: Option<&str>) -> Self {
-        let key = |part: &str| format!("{prefix}:{{{name}}}:{part}");
+    pub fn new(prefix: &str, name: &str) -> Self {
         Self {
-            stream: key("stream"),
-            wait: list_key.map(str::to_owned).unwrap_or_else(|| key("wait")),
-            active_prefix: key("active:"),
-            dedup_prefix: key("dedup:"),
-            delayed: key("delayed"),
-            dead: key("dead"),
-            workers: key("workers"),
-            meta: key("meta"),
+            dedup_prefix: key(prefix, name, "dedup:"),
+            delayed: key(prefix, name, "delayed"),
+            dead: key(prefix, name, "dead"),
+            workers: key(prefix, name, "workers"),
+            meta: key(prefix, name, "meta"),
         }
     }
 
@@ -40,8 +40,44 @@ impl QueueKeys {
     pub fn dedup(&self, job_id: &str) -> String {
         format!("{}{job_id}", self.dedup_prefix)
     }
+}
 
-    /// The processing list of one list-mode worker.
+/// Stream mode's own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamKeys {
+    /// The stream of jobs, read by the consumer group [`GROUP`].
+    pub stream: String,
+}
+
+impl StreamKeys {
+    pub fn new(prefix: &str, name: &str) -> Self {
+        Self {
+            stream: key(prefix, name, "stream"),
+        }
+    }
+}
+
+/// List mode's own keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListKeys {
+    /// The list producers LPUSH to (`listKey` when given, to consume a list that other clients
+    /// fill).
+    pub wait: String,
+    /// Prefix of the per-worker processing lists, `active:<worker id>`.
+    active_prefix: String,
+}
+
+impl ListKeys {
+    pub fn new(prefix: &str, name: &str, list_key: Option<&str>) -> Self {
+        Self {
+            wait: list_key
+                .map(str::to_owned)
+                .unwrap_or_else(|| key(prefix, name, "wait")),
+            active_prefix: key(prefix, name, "active:"),
+        }
+    }
+
+    /// The processing list of one worker.
     pub fn active(&self, worker_id: &str) -> String {
         format!("{}{worker_id}", self.active_prefix)
     }
@@ -53,24 +89,26 @@ mod tests {
 
     #[test]
     fn keys_share_one_hash_tag() {
-        let k = QueueKeys::new("holdfast", "email", None);
-        assert_eq!(k.stream, "holdfast:{email}:stream");
+        let k = QueueKeys::new("holdfast", "email");
+        let s = StreamKeys::new("holdfast", "email");
+        let l = ListKeys::new("holdfast", "email", None);
+        assert_eq!(s.stream, "holdfast:{email}:stream");
         assert_eq!(k.dead, "holdfast:{email}:dead");
-        assert_eq!(k.active("w1"), "holdfast:{email}:active:w1");
+        assert_eq!(l.active("w1"), "holdfast:{email}:active:w1");
         assert_eq!(k.dedup("j"), "holdfast:{email}:dedup:j");
         for key in [
-            &k.stream,
-            &k.wait,
+            &s.stream,
+            &l.wait,
             &k.delayed,
             &k.dead,
             &k.workers,
             &k.meta,
-            &k.active("w"),
+            &l.active("w"),
         ] {
             assert!(key.starts_with("holdfast:{email}:"), "{key}");
         }
         assert_eq!(
-            QueueKeys::new("hf", "email", Some("jobs:email")).wait,
+            ListKeys::new("hf", "email", Some("jobs:email")).wait,
             "jobs:email"
         );
     }

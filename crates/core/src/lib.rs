@@ -3,40 +3,32 @@
 //!
 //! A [`Queue`] adds jobs; a [`Worker`] fetches them, hands batches to a [`Dispatch`]
 //! implementation (the JS binding, or plain Rust), keeps its claims alive from its own timers,
-//! and acknowledges in batches. Jobs of a worker that dies are recovered by the others
-//! (XAUTOCLAIM in stream mode; a reaper that returns its processing list in list mode). Nothing
+//! and acknowledges in batches. Jobs of a worker that dies are recovered by the others. Nothing
 //! here depends on napi.
+//!
+//! Layers, each using only those above it (ARCHITECTURE.md draws them):
+//! 1. leaf types: `error`, `config`, `keys`, `envelope`, `job`, `util`
+//! 2. Redis plumbing: `conn` (connections, the one command runner), `resp`, `scripts`
+//! 3. [`protocol`]: each mode's Redis protocol, returning what happened as values
+//! 4. `runtime`: the worker's tasks and jobs in flight, over any protocol
+//! 5. `queue`: the facade the binding uses
 
-mod acker;
-mod backend;
 pub mod config;
-mod connection;
+mod conn;
 pub mod envelope;
 pub mod error;
-mod fetch;
 pub mod job;
 pub mod keys;
-mod list;
-mod maintenance;
-mod prefetch;
+pub mod protocol;
 mod queue;
 mod resp;
-mod scheduler;
+mod runtime;
 mod scripts;
-mod stream;
-mod worker;
+mod util;
 
-pub use config::{Mode, QueueConfig, WorkerConfig};
+pub use config::{Mode, PrefetchPolicy, QueueConfig, WorkerConfig};
 pub use envelope::JobOptions;
 pub use error::{Error, Result};
-pub use job::{Job, NewJob};
-pub use keys::QueueKeys;
-pub use queue::{DeadJob, Queue, Stats, MAX_JOB_ID_LEN};
-pub use worker::{Dispatch, Outcome, Worker, WorkerEvent};
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use job::{DeadJob, Job, NewJob, Stats};
+pub use queue::{Queue, MAX_JOB_ID_LEN};
+pub use runtime::{Dispatch, Outcome, Worker, WorkerEvent};

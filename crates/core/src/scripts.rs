@@ -1,6 +1,10 @@
-//! The Lua scripts, one per atomic operation, loaded once. `invoke_async` runs EVALSHA and
-//! falls back to loading the script on NOSCRIPT (after a Redis restart or failover). Scripts
-//! that read or write envelopes or dead letters get `lua/lib/*.lua` prepended.
+//! The Lua scripts, one per atomic operation, loaded once. [`crate::conn::Conn::invoke`] runs
+//! EVALSHA and loads the script on NOSCRIPT (after a Redis restart or failover). Each script gets
+//! the `lua/lib/*.lua` files it uses prepended, in the order listed here.
+//!
+//! `add`, `promote` and `dead_retry` are shared by both modes: each mode's copy is the same
+//! script with that mode's `lib/push_<mode>.lua` (how a job is put where workers fetch it), so
+//! no script asks which mode it runs in.
 
 use std::sync::LazyLock;
 
@@ -14,26 +18,57 @@ macro_rules! script {
     };
 }
 
-script!(ADD, "add.lua", "envelope.lua", "stream.lua");
-script!(PROMOTE, "promote.lua", "envelope.lua", "stream.lua");
-
-script!(TRIM, "stream_trim.lua");
-script!(RETRY, "stream_retry.lua", "envelope.lua", "stream.lua");
-script!(DEAD, "stream_dead.lua", "stream.lua", "dead.lua");
-script!(RECOVER, "stream_recover.lua", "stream.lua", "dead.lua");
-script!(REAP, "stream_reap.lua");
-script!(STATS, "stream_stats.lua");
-script!(DEAD_RETRY, "stream_dead_retry.lua", "stream.lua");
-
-script!(LIST_FETCH, "list_fetch.lua");
+// Stream mode.
 script!(
-    LIST_REQUEUE_WORKER,
-    "list_requeue_worker.lua",
+    STREAM_ADD,
+    "add.lua",
     "envelope.lua",
+    "stream.lua",
+    "push_stream.lua"
+);
+script!(
+    STREAM_PROMOTE,
+    "promote.lua",
+    "envelope.lua",
+    "stream.lua",
+    "push_stream.lua"
+);
+script!(
+    STREAM_DEAD_RETRY,
+    "dead_retry.lua",
+    "envelope.lua",
+    "stream.lua",
+    "push_stream.lua"
+);
+script!(STREAM_STATS, "stream_stats.lua");
+script!(STREAM_TRIM, "stream_trim.lua");
+script!(
+    STREAM_RETRY,
+    "stream_retry.lua",
+    "envelope.lua",
+    "stream.lua"
+);
+script!(STREAM_DEAD, "stream_dead.lua", "stream.lua", "dead.lua");
+script!(
+    STREAM_RECOVER,
+    "stream_recover.lua",
+    "stream.lua",
     "dead.lua"
 );
+script!(STREAM_REAP, "stream_reap.lua");
+
+// List mode.
+script!(LIST_ADD, "add.lua", "envelope.lua", "push_list.lua");
+script!(LIST_PROMOTE, "promote.lua", "envelope.lua", "push_list.lua");
+script!(
+    LIST_DEAD_RETRY,
+    "dead_retry.lua",
+    "envelope.lua",
+    "stream.lua",
+    "push_list.lua"
+);
+script!(LIST_FETCH, "list_fetch.lua");
 script!(LIST_RETRY, "list_retry.lua");
 script!(LIST_DEAD, "list_dead.lua", "dead.lua");
-script!(LIST_RECLAIM, "list_reclaim.lua");
-script!(LIST_DEAD_RETRY, "list_dead_retry.lua", "envelope.lua");
-script!(LIST_DEAD_PAGE, "list_dead_page.lua");
+script!(LIST_RETURN_ORPHANS, "list_return_orphans.lua");
+script!(LIST_REAP, "list_reap.lua", "envelope.lua", "dead.lua");

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{Error, NewJob, Queue, QueueConfig, WorkerConfig, WorkerEvent};
+use holdfast_core::{Error, NewJob, PrefetchPolicy, Queue, QueueConfig, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -32,7 +32,7 @@ fn is_entry_id(id: &str) -> bool {
 async fn each_job_is_delivered_once_then_acked_and_trimmed() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "add-fetch-ack");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
 
     // What each job should look like when it arrives: id -> (payload, max_attempts).
@@ -192,7 +192,7 @@ async fn payload_over_limit_is_rejected_and_nothing_is_added() {
     cfg.url = redis.url();
     cfg.max_payload_bytes = 64;
     let queue = Queue::new(cfg).expect("queue");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
 
     let at_limit = "x".repeat(64);
@@ -243,7 +243,7 @@ async fn payload_over_limit_is_rejected_and_nothing_is_added() {
 async fn foreign_key_of_wrong_type_is_reported_not_overwritten() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "wrong-type");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
     let _: () = redis::cmd("SET")
         .arg(&keys.stream)
@@ -355,7 +355,7 @@ async fn invalid_names_and_arguments_are_rejected() {
 
     // Per-job arguments are checked before anything is sent.
     let queue = queue(&redis.url(), "invalid-args");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     for (bad, what) in [
         (
             NewJob {
@@ -463,6 +463,8 @@ async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
     let cfg = WorkerConfig {
         concurrency: 3,
         block: Duration::from_millis(200),
+        // no read-ahead: this test counts what the worker holds
+        prefetch: PrefetchPolicy::Fixed(0),
         ..Default::default()
     };
     let worker = queue.worker(cfg, dispatch).expect("worker");
@@ -486,7 +488,7 @@ async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
     }
     assert_eq!(order, ids, "delivered in stream order");
     wait_drained(&queue, DEADLINE).await;
-    wait_trimmed(&mut conn, &queue.keys().stream, Duration::from_secs(3)).await;
+    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
     let events = rx.drain_events();
     assert!(errors(&events).is_empty(), "{events:?}");
     close(worker).await;

@@ -27,7 +27,7 @@ async fn only_dead_entry(
     conn: &mut MultiplexedConnection,
     queue: &Queue,
 ) -> HashMap<String, String> {
-    let dead = &queue.keys().dead;
+    let dead = &keys_of(queue).dead;
     assert_eq!(xlen(conn, dead).await, 1, "one entry in {dead}");
     xrange(conn, dead).await.remove(0).1
 }
@@ -142,7 +142,7 @@ async fn run_one_ordinary_job(queue: &Queue, conn: &mut MultiplexedConnection) {
         .complete([(job.token, Outcome::Completed)])
         .expect("complete");
     wait_drained(&q, DEADLINE).await;
-    wait_trimmed(conn, &q.keys().stream, Duration::from_secs(3)).await;
+    wait_trimmed(conn, &keys_of(&q).stream, Duration::from_secs(3)).await;
     close(worker).await;
 }
 
@@ -167,7 +167,7 @@ async fn poison_job_with_max_deliveries_2_goes_dead_after_two_crashes() {
 
 async fn poison_entry_leaves_the_stream_once_dead() {
     let (_redis, queue, mut conn) = poison_goes_dead(1).await;
-    wait_trimmed(&mut conn, &queue.keys().stream, Duration::from_secs(3)).await;
+    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
 }
 
 /// Receives the one job expected next, checking its id and attempt.
@@ -181,7 +181,7 @@ async fn next_attempt(rx: &mut Received, id: &str, attempt: u32) -> Job {
 async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "handler-fails");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
@@ -250,7 +250,7 @@ async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
 async fn per_job_max_attempts_and_success_after_failure() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "per-job-max");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue

@@ -48,7 +48,7 @@ async fn close_waits_for_jobs_in_flight_and_fetches_no_more() {
     let stats = queue.stats().await.expect("stats");
     assert_eq!((stats.waiting, stats.active), (1, 2), "{stats:?}");
     let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(&queue.keys().stream)
+        .arg(&keys_of(&queue).stream)
         .arg("workers")
         .arg("-")
         .arg("+")
@@ -100,7 +100,7 @@ async fn close_waits_for_jobs_in_flight_and_fetches_no_more() {
     );
     complete_all(&next, &[job]);
     wait_drained(&queue, DEADLINE).await;
-    wait_trimmed(&mut conn, &queue.keys().stream, Duration::from_secs(3)).await;
+    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
     assert!(errors(&rx.drain_events()).is_empty());
     close(next).await;
 }

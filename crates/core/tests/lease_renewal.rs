@@ -22,7 +22,7 @@ fn short_lease() -> WorkerConfig {
 async fn a_held_job_keeps_its_lease() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "lease");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
 
     let (dispatch_a, mut rx_a) = channel_dispatch();

@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{Job, NewJob, Outcome, Stats, Worker, WorkerConfig, WorkerEvent};
+use holdfast_core::{
+    Job, NewJob, Outcome, PrefetchPolicy, Stats, Worker, WorkerConfig, WorkerEvent,
+};
 
 /// Hang guard for anything that should happen "soon".
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -51,7 +53,7 @@ async fn add_fetch_ack_delivers_each_job_once_and_leaves_no_key() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-basic", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     // id -> (payload, per-job max attempts)
     let mut expected: HashMap<String, (String, Option<u32>)> = HashMap::new();
@@ -172,7 +174,7 @@ async fn list_key_consumes_elements_of_a_plain_lpush_producer() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-key", Some("jobs:email"));
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     assert_eq!(keys.wait, "jobs:email");
     let name = queue.config().name.clone();
     let mut conn = redis_conn(&url).await;
@@ -321,7 +323,7 @@ async fn plant_dead_workers(
     round: usize,
     workers: usize,
 ) -> (Vec<String>, Expected) {
-    let keys = queue.keys();
+    let keys = &keys_of(queue);
     let scratch_key = format!("scratch:{}", queue.config().name);
     let scratch = list_queue(url, "scratch", Some(&scratch_key));
     let mut expected = Expected::new();
@@ -384,7 +386,7 @@ async fn racing_reapers_requeue_each_dead_workers_jobs_exactly_once() {
 
     for round in 0..ROUNDS {
         let queue = list_queue(&url, &format!("race{round}"), None);
-        let keys = queue.keys().clone();
+        let keys = keys_of(&queue);
         let (fakes, expected) =
             plant_dead_workers(&url, &mut conn, &queue, round, DEAD_WORKERS).await;
         assert_eq!(expected.len(), DEAD_WORKERS * 5);
@@ -477,7 +479,7 @@ async fn poison_element_of_a_dead_worker_goes_to_the_dead_list() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-poison", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     let max_deliveries = 2;
 
@@ -527,7 +529,7 @@ async fn poison_element_of_a_dead_worker_goes_to_the_dead_list() {
     // The poison element never runs.
     rx.no_job_for(Duration::from_millis(500)).await;
 
-    assert_eq!(llen(&mut conn, &keys.dead).await, 1);
+    assert_eq!(xlen(&mut conn, &keys.dead).await, 1);
     let records = dead_records(&mut conn, &keys.dead).await;
     let record = &records[0];
     assert_eq!((record.id.as_str(), record.d.as_str()), ("poison", poison));
@@ -563,7 +565,7 @@ async fn jobs_of_a_crashed_worker_run_again_elsewhere() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-crash", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     let vt = Duration::from_millis(500);
 
@@ -653,7 +655,7 @@ async fn orphan_of_a_lost_fetch_reply_runs_once_after_a_reconnect() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-reclaim", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
@@ -762,7 +764,7 @@ async fn failing_jobs_are_retried_up_to_max_attempts_then_dead() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-fail", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
 
     // id -> (payload, attempts it gets)
@@ -889,7 +891,7 @@ async fn close_waits_for_jobs_then_removes_heartbeat_and_processing_list() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-close", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
@@ -973,7 +975,7 @@ async fn close_keeps_the_heartbeat_while_the_processing_list_is_not_empty() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-close-left", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     let vt = Duration::from_millis(500);
     let (dispatch, mut rx) = channel_dispatch();
@@ -1031,7 +1033,7 @@ async fn reaper_keeps_malformed_envelope_lookalikes_as_raw_data() {
     let redis = TestRedis::spawn();
     let url = redis.url();
     let queue = list_queue(&url, "list-lookalike", None);
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&url).await;
     let element = "\x1fhf1|1|0||99|short";
     let id = raw_id(&mut conn, element).await;
@@ -1137,7 +1139,7 @@ async fn a_batch_fetch_takes_the_oldest_in_order() {
         .worker(
             WorkerConfig {
                 concurrency: batch,
-                prefetch: 0,
+                prefetch: PrefetchPolicy::Fixed(0),
                 ..cfg(Duration::from_secs(30))
             },
             dispatch,
@@ -1160,7 +1162,7 @@ async fn a_batch_fetch_takes_the_oldest_in_order() {
         held, receipts,
         "processing list: newest first, as LMOVE RIGHT LEFT leaves it"
     );
-    let waiting = lrange(&mut conn, &queue.keys().wait).await;
+    let waiting = lrange(&mut conn, &keys_of(&queue).wait).await;
     assert_eq!(waiting.len(), total - batch);
 
     complete_all(&worker, &first);

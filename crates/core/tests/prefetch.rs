@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{NewJob, Outcome, WorkerConfig};
+use holdfast_core::{NewJob, Outcome, PrefetchPolicy, WorkerConfig};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -24,7 +24,7 @@ async fn prefetched_jobs_come_back_from_complete_never_more_than_concurrency_at_
     let (dispatch, mut rx) = channel_dispatch();
     let cfg = WorkerConfig {
         concurrency: 3,
-        prefetch: 5,
+        prefetch: PrefetchPolicy::Fixed(5),
         visibility_timeout: Duration::from_millis(500),
         ..Default::default()
     };
@@ -90,7 +90,7 @@ async fn prefetched_jobs_of_a_crashed_worker_are_recovered() {
         .expect("add");
     let cfg = WorkerConfig {
         concurrency: 2,
-        prefetch: 4,
+        prefetch: PrefetchPolicy::Fixed(4),
         visibility_timeout: Duration::from_millis(400),
         ..Default::default()
     };
@@ -108,7 +108,7 @@ async fn prefetched_jobs_of_a_crashed_worker_are_recovered() {
     let b = queue
         .worker(
             WorkerConfig {
-                prefetch: 0,
+                prefetch: PrefetchPolicy::Fixed(0),
                 concurrency: 10,
                 ..cfg
             },
@@ -138,7 +138,7 @@ async fn close_returns_prefetched_jobs_to_the_queue_instead_of_running_them() {
     let (dispatch, mut rx) = channel_dispatch();
     let cfg = WorkerConfig {
         concurrency: 2,
-        prefetch: 5,
+        prefetch: PrefetchPolicy::Fixed(5),
         ..Default::default()
     };
     let worker = queue.worker(cfg, dispatch).expect("worker");
@@ -182,8 +182,7 @@ async fn adaptive_prefetch_grows_for_fast_handlers_and_starts_low_after_a_lull()
     let (concurrency, floor) = (10, 10);
     let cfg = WorkerConfig {
         concurrency,
-        prefetch: floor,
-        prefetch_max: 300,
+        prefetch: PrefetchPolicy::Between(floor, 300),
         ..Default::default()
     };
     let (dispatch, mut rx) = channel_dispatch();

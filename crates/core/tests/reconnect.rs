@@ -118,7 +118,7 @@ async fn worker_survives_a_redis_restart() {
     })
     .await;
     let mut conn = redis_conn(&redis.url()).await;
-    wait_trimmed(&mut conn, &queue.keys().stream, Duration::from_secs(5)).await;
+    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
     rx.no_job_for(Duration::from_millis(300)).await;
 
     close(worker).await;
@@ -210,7 +210,7 @@ async fn dropped_connections_heal_without_losing_or_repeating_jobs() {
     complete_all(&worker, &held);
     let stats = wait_drained(&queue, DEADLINE).await;
     assert_eq!(stats.dead, 0, "{stats:?}");
-    wait_trimmed(&mut conn, &queue.keys().stream, Duration::from_secs(5)).await;
+    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
 
     // And still fetches new ones.
     let more = add_n(&queue, "more", 2).await;

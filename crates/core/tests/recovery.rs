@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{NewJob, WorkerConfig, WorkerEvent};
+use holdfast_core::{NewJob, PrefetchPolicy, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 const JOBS: usize = 12;
@@ -16,7 +16,7 @@ const JOBS: usize = 12;
 async fn jobs_of_a_crashed_worker_run_again_elsewhere() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "recovery");
-    let keys = queue.keys().clone();
+    let keys = keys_of(&queue);
     let mut conn = redis_conn(&redis.url()).await;
     let vt = Duration::from_millis(500);
     let cfg = WorkerConfig {
@@ -132,6 +132,8 @@ async fn recovery_respects_the_recovering_workers_concurrency() {
         visibility_timeout: vt,
         concurrency: 4,
         block: Duration::from_millis(200),
+        // no read-ahead: this test counts what the worker holds
+        prefetch: PrefetchPolicy::Fixed(0),
         ..Default::default()
     };
     let worker_b = queue_b.worker(cfg_b, dispatch_b).expect("worker b");

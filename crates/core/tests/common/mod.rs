@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use holdfast_core::keys::{ListKeys, QueueKeys, StreamKeys};
 use holdfast_core::{Dispatch, Job, Outcome, Queue, QueueConfig, Worker, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -292,6 +293,40 @@ pub fn same_queue(other: &Queue) -> Arc<Queue> {
     Queue::new(other.config().clone()).expect("queue config")
 }
 
+/// Every key of a queue, whatever its mode, as holdfast's key module builds them.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub stream: String,
+    pub wait: String,
+    pub delayed: String,
+    pub dead: String,
+    pub workers: String,
+    pub meta: String,
+    list: ListKeys,
+}
+
+impl Keys {
+    /// The processing list of one list-mode worker.
+    pub fn active(&self, worker_id: &str) -> String {
+        self.list.active(worker_id)
+    }
+}
+
+pub fn keys_of(queue: &Queue) -> Keys {
+    let cfg = queue.config();
+    let shared = QueueKeys::new(&cfg.prefix, &cfg.name);
+    let list = ListKeys::new(&cfg.prefix, &cfg.name, cfg.list_key.as_deref());
+    Keys {
+        stream: StreamKeys::new(&cfg.prefix, &cfg.name).stream,
+        wait: list.wait.clone(),
+        delayed: shared.delayed,
+        dead: shared.dead,
+        workers: shared.workers,
+        meta: shared.meta,
+        list,
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Dispatch into channels
 // ------------------------------------------------------------------------------------------
@@ -514,7 +549,7 @@ pub fn list_queue(url: &str, test: &str, list_key: Option<&str>) -> Arc<Queue> {
     Queue::new(cfg).expect("list queue config")
 }
 
-/// A list element in holdfast's envelope format, built by hand (list.rs documents it):
+/// A list element in holdfast's envelope format, built by hand (envelope.rs documents it):
 /// `"\x1fhf1|<attempt>|<recoveries>|<max attempts or empty>|<id length>|<id><payload>"`.
 pub fn envelope(
     id: &str,
@@ -546,7 +581,7 @@ pub async fn raw_id(conn: &mut MultiplexedConnection, element: &str) -> String {
 /// holds `elements` (the first one is the oldest delivery, at the tail of the list).
 pub async fn plant_dead_worker(
     conn: &mut MultiplexedConnection,
-    keys: &holdfast_core::QueueKeys,
+    keys: &Keys,
     worker_id: &str,
     elements: &[String],
 ) {
@@ -630,47 +665,37 @@ pub async fn queue_keys(conn: &mut MultiplexedConnection, queue: &Queue) -> Vec<
     keys
 }
 
-/// One record of a list-mode dead list (a JSON object, decoded by Redis's cjson).
+/// One dead letter, as stored: a stream entry `id d a o err t` (both modes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadRecord {
     pub id: String,
     pub d: String,
-    /// Attempts made, as the JSON number printed by Lua ("nil" when absent).
+    /// Attempts made.
     pub a: String,
     pub err: String,
     pub t: String,
 }
 
-/// Every record of the dead list at `key`, newest first.
+/// Every dead letter at `key`, newest first.
 pub async fn dead_records(conn: &mut MultiplexedConnection, key: &str) -> Vec<DeadRecord> {
-    let rows: Vec<Vec<String>> = redis::Script::new(
-        r#"
-        local out = {}
-        for i, el in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-          local ok, r = pcall(cjson.decode, el)
-          if not ok or type(r) ~= 'table' then
-            out[i] = { 'not a JSON object: ' .. el, '', '', '', '' }
-          else
-            out[i] = { tostring(r.id), tostring(r.d), tostring(r.a), tostring(r.err), tostring(r.t) }
-          end
-        end
-        return out
-        "#,
-    )
-    .key(key)
-    .invoke_async(conn)
-    .await
-    .expect("decode dead records");
-    rows.into_iter()
-        .map(|r| {
-            let mut r = r.into_iter();
-            let mut next = || r.next().unwrap_or_default();
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .query_async(conn)
+        .await
+        .expect("XREVRANGE of the dead letters");
+    entries
+        .into_iter()
+        .map(|(_, fields)| {
+            let fields: std::collections::HashMap<String, String> = fields.into_iter().collect();
+            let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
             DeadRecord {
-                id: next(),
-                d: next(),
-                a: next(),
-                err: next(),
-                t: next(),
+                id: field("id"),
+                d: field("d"),
+                a: field("a"),
+                err: field("err"),
+                t: field("t"),
             }
         })
         .collect()

@@ -6,13 +6,14 @@
 -- KEYS[1] workers (zset: worker id -> heartbeat deadline, unix ms)
 -- KEYS[2] active:<worker id> (list)
 -- KEYS[3] wait (list)
--- KEYS[4] dead (list, capped)
+-- KEYS[4] dead (stream, capped)
 -- ARGV[1] worker id
 -- ARGV[2] now, unix ms: the worker is dead if its deadline is before this
 -- ARGV[3] max deliveries
 -- ARGV[4] dead-letter cap
 -- ARGV[5] dead-letter cutoff, unix ms: older dead letters are dropped
--- returns false when the worker is alive or already reaped, else { {requeued job ids}, {dead job ids} }
+-- returns false when the worker is alive or already reaped, else
+--         { {requeued job id, ...}, {dead job id, reason, ...} }
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not deadline or tonumber(deadline) >= tonumber(ARGV[2]) then return false end
 
@@ -25,10 +26,10 @@ while true do
   local id, payload, attempt, recoveries, options = hf_read(el)
   recoveries = recoveries + 1
   if recoveries > max then
-    hf_dead_list(KEYS[4], id, payload, attempt, options,
-      'delivered ' .. recoveries .. ' times without finishing (maxDeliveries ' .. max .. ')',
-      ARGV[2], ARGV[4], ARGV[5])
+    local reason = hf_too_many(recoveries, max)
+    hf_dead(KEYS[4], id, payload, attempt, options, reason, ARGV[2], ARGV[4], ARGV[5])
     dead[#dead + 1] = id
+    dead[#dead + 1] = reason
   else
     -- back to the consuming end: it has waited longest
     redis.call('RPUSH', KEYS[3], hf_encode(id, attempt, recoveries, options, payload))

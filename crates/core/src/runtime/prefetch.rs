@@ -15,7 +15,7 @@ const WINDOW: Duration = Duration::from_millis(50);
 /// It stops growing at about this many bytes of payload held ahead.
 const BUDGET_BYTES: usize = 32 << 20;
 
-pub(crate) struct Prefetch {
+pub(super) struct Prefetch {
     floor: usize,
     max: usize,
     now: AtomicUsize,

@@ -1,35 +1,37 @@
 //! The fetch loop, shared by both modes: runs the recovery step when due (recovered jobs go
 //! first: they have waited longest), then a blocking read on its own connection for the free
 //! slots. On any error it reports, drops the connection, backs off with jitter and tries again;
-//! after a reconnect it reclaims jobs whose fetch reply was lost. It ends only on close.
+//! after a reconnect it returns jobs whose fetch reply was lost. It ends only on close.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::backend::{self, FetchConn, Recovery};
+use super::dispatch::WorkerEvent;
+use super::shared::Shared;
 use crate::error::{Error, Result};
-use crate::maintenance;
-use crate::worker::{random_u64, Inner, WorkerEvent};
+use crate::protocol::{AnyReader, Cursor, Protocol};
+use crate::util::Backoff;
 
 /// How often maintenance reads the queue's paused flag, and how often a paused loop looks at it.
-pub(crate) const PAUSE_POLL: Duration = Duration::from_millis(200);
+pub(super) const PAUSE_POLL: Duration = Duration::from_millis(200);
 
-pub(crate) async fn run(inner: Arc<Inner>) {
+pub(super) async fn run(inner: Arc<Shared>) {
     let mut closing = inner.closing.subscribe();
-    let mut conn: Option<FetchConn> = None;
+    let mut conn: Option<AnyReader> = None;
     let mut connected_before = false;
     let mut backoff = Backoff::default();
-    let mut recovery = Recovery::default();
+    let mut cursor = Cursor::default();
     let mut next_recover = Instant::now();
     // The last read found fewer jobs than it asked for: the queue ran dry, so the next read will
     // likely block, and asks for no more than the configured prefetch (see `free_slots`).
     let mut drained = true;
+    let p = &*inner.protocol;
+    let c = &inner.consumer;
 
     while !inner.is_closing() {
-        if inner.paused.load(Ordering::Acquire) {
+        if inner.gate.is_paused() {
             tokio::select! {
                 _ = tokio::time::sleep(PAUSE_POLL) => {}
                 _ = closing.wait_for(|c| *c) => {}
@@ -45,12 +47,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             continue;
         }
 
-        let c = match conn.as_mut() {
-            Some(c) => c,
+        let reader = match conn.as_mut() {
+            Some(r) => r,
             None => match connect(&inner, connected_before).await {
-                Ok(c) => {
+                Ok(r) => {
                     connected_before = true;
-                    conn.insert(c)
+                    conn.insert(r)
                 }
                 Err(e) => {
                     fail(&inner, e, &mut conn, &mut backoff, &mut closing).await;
@@ -60,12 +62,16 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         };
 
         if Instant::now() >= next_recover {
-            match backend::recover(&inner, &mut recovery, free).await {
+            match p.recover(c, &mut cursor, free).await {
                 Ok(found) => {
                     next_recover = match found.more {
                         true => Instant::now(), // more of the pending list to scan
                         false => Instant::now() + inner.cfg.recover_every(),
                     };
+                    if !found.dead.is_empty() {
+                        inner.request_trim();
+                        inner.emit_dead(found.dead);
+                    }
                     if !found.jobs.is_empty() {
                         inner.emit(WorkerEvent::Stalled {
                             ids: found.jobs.iter().map(|j| j.id.clone()).collect(),
@@ -86,37 +92,36 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             .block
             .min(next_recover.saturating_duration_since(Instant::now()));
         let block_ms = block.as_millis().max(1) as u64;
-        inner.reading.store(true, Ordering::SeqCst);
-        if inner.paused.load(Ordering::SeqCst) {
-            inner.reading.store(false, Ordering::SeqCst);
+        if !inner.gate.enter_read() {
             continue;
         }
-        let read = backend::read(&inner, c, free, block_ms).await;
-        inner.reading.store(false, Ordering::SeqCst);
+        let read = p.read(reader, c, free, block_ms).await;
+        inner.gate.leave_read();
         match read {
-            Ok(jobs) => {
-                drained = jobs.len() < free;
+            Ok(read) => {
+                drained = read.jobs.len() < free;
                 if drained {
                     inner.prefetch.reset();
                 }
                 backoff.reset();
-                inner.deliver(jobs);
+                inner.emit_dead(read.dead);
+                inner.deliver(read.jobs);
             }
             Err(e) => handle(&inner, e, &mut conn, &mut backoff, &mut closing).await,
         }
     }
-    inner.blocked_client.store(-1, Ordering::Release);
+    inner.gate.set_client(-1);
 }
 
 async fn handle(
-    inner: &Inner,
+    inner: &Shared,
     err: Error,
-    conn: &mut Option<FetchConn>,
+    conn: &mut Option<AnyReader>,
     backoff: &mut Backoff,
     closing: &mut watch::Receiver<bool>,
 ) {
-    if backend::needs_prepare(inner, &err) {
-        if let Err(e) = backend::prepare(inner).await {
+    if inner.protocol.needs_prepare(&err) {
+        if let Err(e) = inner.protocol.prepare().await {
             fail(inner, e, conn, backoff, closing).await;
         }
     } else {
@@ -126,9 +131,9 @@ async fn handle(
 
 /// Reports the error, drops the connection, and sleeps the backoff (cut short by close).
 async fn fail(
-    inner: &Inner,
+    inner: &Shared,
     err: Error,
-    conn: &mut Option<FetchConn>,
+    conn: &mut Option<AnyReader>,
     backoff: &mut Backoff,
     closing: &mut watch::Receiver<bool>,
 ) {
@@ -137,7 +142,7 @@ async fn fail(
     }
     inner.emit(WorkerEvent::Error(err));
     *conn = None;
-    inner.blocked_client.store(-1, Ordering::Release);
+    inner.gate.set_client(-1);
     let wait = backoff.next();
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
@@ -146,33 +151,22 @@ async fn fail(
 }
 
 /// A fresh blocking connection, after registering this worker (its heartbeat must exist before
-/// it holds any job) and, on a reconnect, reclaiming jobs whose fetch reply was lost.
-async fn connect(inner: &Inner, reconnect: bool) -> Result<FetchConn> {
-    maintenance::heartbeat(inner).await?;
-    backend::prepare(inner).await?;
+/// it holds any job) and, on a reconnect, returning jobs whose fetch reply was lost.
+async fn connect(inner: &Shared, reconnect: bool) -> Result<AnyReader> {
+    let p = &*inner.protocol;
+    let c = &inner.consumer;
+    p.common().heartbeat(c).await?;
+    p.prepare().await?;
     if reconnect {
-        backend::reclaim(inner).await?;
+        if let Some(listed) = p.listed(c).await? {
+            // In this order: a job acked after `held` is taken is flushed before the compare.
+            let held = inner.slab().receipts();
+            inner.flush_acks().await?;
+            p.return_orphans(c, listed, held).await?;
+        }
     }
-    let (conn, id) = backend::connect(inner).await?;
-    inner.blocked_client.store(id, Ordering::Release);
-    Ok(conn)
-}
-
-/// Exponential backoff from 100 ms to 5 s, with +-50 % jitter so restarted workers don't stampede.
-#[derive(Default)]
-pub(crate) struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn next(&mut self) -> Duration {
-        let base = 100u64.saturating_mul(1 << self.attempt.min(6)).min(5_000);
-        self.attempt += 1;
-        let jitter = random_u64() % (base + 1);
-        Duration::from_millis(base / 2 + jitter)
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
+    let block = inner.cfg.block;
+    let (reader, id) = p.connect_reader(block).await?;
+    inner.gate.set_client(id);
+    Ok(reader)
 }

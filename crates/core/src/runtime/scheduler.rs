@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::Mode;
-use crate::error::{Error, Result};
-use crate::worker::{Inner, WorkerEvent};
-use crate::{now_ms, scripts};
+use super::dispatch::WorkerEvent;
+use super::shared::Shared;
+use crate::protocol::Protocol;
+use crate::util::now_ms;
 
 /// Jobs moved per script call: bounded, so a backlog of millions never stalls Redis.
 const BATCH: usize = 500;
@@ -18,9 +18,9 @@ const BATCH: usize = 500;
 /// one the last look saw. Keeps a due job's start within ~this under light load.
 const MAX_WAIT: Duration = Duration::from_millis(25);
 
-pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(inner: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        let wait = match promote(&inner).await {
+        let wait = match inner.protocol.promote(BATCH).await {
             Ok((moved, _)) if moved == BATCH => Duration::ZERO,
             Ok((_, Some(next_due))) => {
                 Duration::from_millis(next_due.saturating_sub(now_ms())).min(MAX_WAIT)
@@ -39,24 +39,4 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
     }
-}
-
-/// Returns how many jobs moved and when the next delayed one is due.
-async fn promote(inner: &Inner) -> Result<(usize, Option<u64>)> {
-    let keys = inner.queue.keys();
-    let (mode, target) = match inner.queue.config().mode {
-        Mode::Stream => ("stream", &keys.stream),
-        Mode::List => ("list", &keys.wait),
-    };
-    let mut conn = inner.queue.worker_conn().await?;
-    let (moved, next): (usize, i64) = scripts::PROMOTE
-        .key(&keys.delayed)
-        .key(target)
-        .arg(mode)
-        .arg(now_ms())
-        .arg(BATCH)
-        .invoke_async(&mut conn)
-        .await
-        .map_err(|e| Error::from_redis(e, &keys.delayed))?;
-    Ok((moved, u64::try_from(next).ok()))
 }

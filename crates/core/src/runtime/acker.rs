@@ -1,45 +1,24 @@
 //! The acker: the one task that writes finished work back to Redis. Acks accumulate while the
 //! previous write is in flight, so under load one write carries many jobs and at low load
-//! latency stays one round trip. In stream mode finished entries are then trimmed away, at most
-//! every TRIM_EVERY.
+//! latency stays one round trip. Where the mode trims (stream mode), finished entries are then
+//! trimmed away, at most every TRIM_EVERY.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend;
+use super::dispatch::WorkerEvent;
+use super::shared::{Finish, Shared};
 use crate::error::Result;
-use crate::fetch::Backoff;
-use crate::worker::{Inner, WorkerEvent};
+use crate::protocol::Protocol;
+use crate::util::Backoff;
 
 const MAX_BATCH: usize = 4096;
 const TRIM_EVERY: Duration = Duration::from_millis(20);
 /// On close, give up writing after this many failed tries; what is left unacked is recovered by
 /// another worker later (at-least-once, never lost).
 const CLOSE_TRIES: u32 = 5;
-
-pub(crate) enum Finish {
-    /// Receipts of completed jobs, one message per `Worker::complete` call.
-    Acks(Vec<String>),
-    Retry {
-        receipt: String,
-        id: String,
-        next_attempt: u32,
-        /// Unix ms; 0: now.
-        due_ms: u64,
-    },
-    Dead {
-        receipt: String,
-        id: String,
-        attempts: u32,
-        reason: String,
-    },
-    /// Entries left the pending list elsewhere (dead-lettered by recovery): trim soon.
-    Trim,
-    /// Reply once everything received before this is written.
-    Flush(oneshot::Sender<()>),
-}
 
 #[derive(Default)]
 struct Batch {
@@ -64,7 +43,7 @@ impl Batch {
     }
 }
 
-pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+pub(super) async fn run(inner: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
     let mut batch = Batch::default();
     let mut next_trim = Instant::now();
     let mut open = true;
@@ -113,7 +92,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Finis
             Ok(()) => {
                 batch.acks.clear();
                 backoff.reset();
-                batch.untrimmed |= backend::needs_trim(&inner);
+                batch.untrimmed |= inner.protocol.trims();
                 if batch.untrimmed && (Instant::now() >= next_trim || !open) {
                     trim(&inner, &mut batch, &mut next_trim).await;
                 }
@@ -137,10 +116,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Finis
 
 /// Writes one batch: acks in one go, then failures and dead letters one script call each (they
 /// are rare). Those done are removed from `others`, so a retry after an error repeats none.
-async fn flush(inner: &Inner, acks: &[String], others: &mut Vec<Finish>) -> Result<()> {
-    let mut conn = inner.queue.worker_conn().await?;
+async fn flush(inner: &Shared, acks: &[String], others: &mut Vec<Finish>) -> Result<()> {
+    let (p, c) = (&*inner.protocol, &inner.consumer);
     if !acks.is_empty() {
-        backend::ack(inner, &mut conn, acks).await?;
+        p.ack(c, acks).await?;
     }
     while let Some(finish) = others.last() {
         match finish {
@@ -150,7 +129,7 @@ async fn flush(inner: &Inner, acks: &[String], others: &mut Vec<Finish>) -> Resu
                 next_attempt,
                 due_ms,
             } => {
-                backend::retry(inner, &mut conn, receipt, id, *next_attempt, *due_ms).await?;
+                p.retry(c, receipt, id, *next_attempt, *due_ms).await?;
             }
             Finish::Dead {
                 receipt,
@@ -158,7 +137,7 @@ async fn flush(inner: &Inner, acks: &[String], others: &mut Vec<Finish>) -> Resu
                 attempts,
                 reason,
             } => {
-                if backend::dead(inner, &mut conn, receipt, id, *attempts, reason).await? {
+                if p.dead(c, receipt, id, *attempts, reason).await? {
                     inner.emit(WorkerEvent::Dead {
                         id: id.clone(),
                         reason: reason.clone(),
@@ -172,9 +151,9 @@ async fn flush(inner: &Inner, acks: &[String], others: &mut Vec<Finish>) -> Resu
     Ok(())
 }
 
-async fn trim(inner: &Inner, batch: &mut Batch, next_trim: &mut Instant) {
+async fn trim(inner: &Shared, batch: &mut Batch, next_trim: &mut Instant) {
     *next_trim = Instant::now() + TRIM_EVERY;
-    match backend::trim(inner).await {
+    match inner.protocol.trim().await {
         Ok(()) => batch.untrimmed = false,
         // Trimming is housekeeping: try again later.
         Err(e) => {

@@ -1,7 +1,8 @@
--- Moves dead letters back to the stream as fresh jobs (attempt 1; id and options kept).
--- (lib/stream.lua is prepended.)
+-- Moves dead letters back to the queue as fresh jobs (attempt 1; id and options kept).
+-- Both modes: lib/envelope.lua, lib/stream.lua and the mode's lib/push_<mode>.lua are
+-- prepended (hf_fields, hf_push).
 -- KEYS[1] dead (stream)
--- KEYS[2] stream
+-- KEYS[2] where workers fetch: stream (stream mode) or wait (list mode)
 -- ARGV[1] 'all', or 'ids' followed by the job ids to retry
 -- returns how many were moved
 local wanted = nil
@@ -14,7 +15,7 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
   local f = hf_fields(e[2])
   local id = f.id
   if id and (wanted == nil or wanted[id]) then
-    hf_xadd(KEYS[2], f.d or '', id, 1, f.o)
+    hf_push(KEYS[2], id, 1, f.o or '', f.d or '')
     redis.call('XDEL', KEYS[1], e[1])
     moved = moved + 1
   end

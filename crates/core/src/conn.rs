@@ -1,0 +1,118 @@
+//! Connections, and the one way short commands are run. Two kinds of connection, for reasons
+//! measured in NOTES.md: a shared multiplexed ConnectionManager for short commands ([`Conn`]),
+//! and one dedicated connection per blocking loop whose response timeout outlasts its BLOCK (the
+//! default 500 ms timeout would discard a reply that already moved a job to us).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, FromRedisValue};
+use tokio::sync::OnceCell;
+
+use crate::error::{redact, Error, Result};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Short commands; a script over a large batch stays well inside it.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn client(url: &str) -> Result<Client> {
+    Client::open(url).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "invalid Redis url {:?} ({}): expected redis://[[user]:password@]host[:port][/db]",
+            redact(url),
+            redact(&e.to_string())
+        ))
+    })
+}
+
+/// A connection for one blocking loop: its response timeout is the block time plus a margin.
+pub async fn dedicated(client: &Client, block: Duration) -> Result<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(block + Duration::from_secs(2)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| Error::from_redis(e, ""))
+}
+
+/// The shared connection of one queue, for every short command of every layer: connects
+/// lazily (a failed first connect is retried on the next call) and maps every error through
+/// [`Error::from_redis`]. Cloning shares it.
+#[derive(Clone)]
+pub struct Conn {
+    client: Client,
+    manager: Arc<OnceCell<ConnectionManager>>,
+}
+
+impl Conn {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            manager: Arc::new(OnceCell::new()),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A self-healing multiplexed connection. While Redis is down, a command fails after one
+    /// quick reconnect attempt instead of waiting; the next command tries again.
+    async fn manager(&self) -> Result<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        self.manager
+            .get_or_try_init(|| async {
+                self.client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(|e| Error::from_redis(e, ""))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs one request. ConnectionManager keeps a failed reconnect attempt until a command
+    /// trips over it, so the first command after an outage fails with that stale error (and
+    /// starts a fresh attempt). A refused connection sent nothing, so one more try is safe, even
+    /// for XADD. `key` names the key a WRONGTYPE error is about.
+    async fn run<T, F, Fut>(&self, key: &str, f: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.manager().await?;
+        match f(conn.clone()).await {
+            Err(e) if e.is_connection_refusal() => f(conn).await,
+            other => other,
+        }
+        .map_err(|e| Error::from_redis(e, key))
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, key: &str, cmd: &redis::Cmd) -> Result<T> {
+        self.run(key, |mut c| async move { cmd.query_async(&mut c).await })
+            .await
+    }
+
+    pub async fn pipe<T: FromRedisValue>(&self, key: &str, pipe: &redis::Pipeline) -> Result<T> {
+        self.run(key, |mut c| async move { pipe.query_async(&mut c).await })
+            .await
+    }
+
+    /// EVALSHA, loading the script on NOSCRIPT (after a Redis restart or failover).
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        key: &str,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.run(key, |mut c| async move { call.invoke_async(&mut c).await })
+            .await
+    }
+}

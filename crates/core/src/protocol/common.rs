@@ -1,0 +1,195 @@
+//! What every mode shares: the queue-wide keys (heartbeats, the pause flag, the dead letters,
+//! the `delayed` zset), the connection and the dead-letter limits. The scripts shared by both
+//! modes (`add`, `promote`, `dead_retry`) are run from here with the mode's own copy.
+
+use redis::{Script, Value};
+
+use super::{Consumer, DeadPolicy};
+use crate::conn::Conn;
+use crate::error::Result;
+use crate::job::{array, as_str, DeadJob, NewJob};
+use crate::keys::QueueKeys;
+use crate::util::{new_job_id, now_ms};
+
+pub struct Common {
+    pub keys: QueueKeys,
+    pub conn: Conn,
+    pub dead: DeadPolicy,
+    /// An add with a `jobId` seen within this window adds nothing.
+    pub dedup_window: std::time::Duration,
+}
+
+impl Common {
+    /// Registers or renews a worker: its deadline is the visibility timeout from now. A worker
+    /// silent past it is dead, and its jobs go to others.
+    pub async fn heartbeat(&self, c: &Consumer) -> Result<()> {
+        let workers = &self.keys.workers;
+        let deadline = now_ms() + c.visibility_timeout.as_millis() as u64;
+        let cmd = redis::cmd("ZADD")
+            .arg(workers)
+            .arg(deadline)
+            .arg(&c.id)
+            .to_owned();
+        self.conn.query::<i64>(workers, &cmd).await?;
+        Ok(())
+    }
+
+    /// Drops a worker's heartbeat (after [`super::Protocol::leave`] said it may go).
+    pub async fn unregister(&self, c: &Consumer) -> Result<()> {
+        let workers = &self.keys.workers;
+        let cmd = redis::cmd("ZREM").arg(workers).arg(&c.id).to_owned();
+        self.conn.query::<i64>(workers, &cmd).await?;
+        Ok(())
+    }
+
+    /// Stops or restarts fetching in every worker of the queue.
+    pub async fn set_paused(&self, paused: bool) -> Result<()> {
+        let meta = &self.keys.meta;
+        let cmd = match paused {
+            true => redis::cmd("HSET").arg(meta).arg("paused").arg(1).to_owned(),
+            false => redis::cmd("HDEL").arg(meta).arg("paused").to_owned(),
+        };
+        self.conn.query::<i64>(meta, &cmd).await?;
+        Ok(())
+    }
+
+    pub async fn is_paused(&self) -> Result<bool> {
+        let meta = &self.keys.meta;
+        let cmd = redis::cmd("HEXISTS").arg(meta).arg("paused").to_owned();
+        self.conn.query(meta, &cmd).await
+    }
+
+    /// One `CLIENT UNBLOCK` for a blocked read. Best effort: the read may be sent after it
+    /// arrives, so callers repeat it while it matters.
+    pub async fn unblock(&self, client_id: i64) {
+        let cmd = redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(client_id)
+            .to_owned();
+        let _ = self.conn.query::<i64>("", &cmd).await;
+    }
+
+    /// A page of the dead letters, newest first.
+    pub async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>> {
+        let dead = &self.keys.dead;
+        let cmd = redis::cmd("XREVRANGE")
+            .arg(dead)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(offset + limit)
+            .to_owned();
+        let reply: Value = self.conn.query(dead, &cmd).await?;
+        let mut out = Vec::new();
+        for entry in array(reply).into_iter().skip(offset) {
+            let fields = array(entry)
+                .into_iter()
+                .nth(1)
+                .map(array)
+                .unwrap_or_default();
+            let mut job = DeadJob::default();
+            for pair in fields.chunks_exact(2) {
+                let (Some(name), Some(value)) = (as_str(&pair[0]), as_str(&pair[1])) else {
+                    continue;
+                };
+                match name.as_ref() {
+                    "id" => job.id = value.into_owned(),
+                    "d" => job.payload = value.into_owned(),
+                    "a" => job.attempts = value.parse().unwrap_or(0),
+                    "err" => job.error = value.into_owned(),
+                    "t" => job.failed_at_ms = value.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            out.push(job);
+        }
+        Ok(out)
+    }
+
+    /// Deletes every dead letter. Returns how many there were.
+    pub async fn dead_purge(&self) -> Result<u64> {
+        let dead = &self.keys.dead;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XLEN")
+            .arg(dead)
+            .cmd("DEL")
+            .arg(dead)
+            .ignore();
+        let (n,): (u64,) = self.conn.pipe(dead, &pipe).await?;
+        Ok(n)
+    }
+
+    /// Runs `add.lua` (the mode's copy) into `target`. `entry_ids`: a job added now without a
+    /// `jobId` takes the id Redis gives it (a stream entry id); otherwise every job gets one here.
+    pub(super) async fn add_scripted(
+        &self,
+        script: &Script,
+        target: &str,
+        entry_ids: bool,
+        jobs: &[NewJob],
+    ) -> Result<Vec<String>> {
+        let k = &self.keys;
+        let now = now_ms();
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut call = script.prepare_invoke();
+        call.key(target).key(&k.delayed);
+        for job in jobs {
+            if let Some(id) = &job.job_id {
+                call.key(k.dedup(id));
+            }
+        }
+        call.arg(now).arg(self.dedup_window.as_millis() as u64);
+        for job in jobs {
+            let due = job.run_at_ms.filter(|&t| t > now).unwrap_or(0);
+            let id = match (&job.job_id, entry_ids && due == 0) {
+                (Some(id), _) => id.clone(),
+                (None, true) => String::new(),
+                (None, false) => new_job_id(),
+            };
+            call.arg(u8::from(job.job_id.is_some()))
+                .arg(due)
+                .arg(&id)
+                .arg(job.options().encode())
+                .arg(&job.payload);
+            ids.push(id);
+        }
+        let (_, entries): (Vec<u8>, Vec<String>) = self.conn.invoke(target, &call).await?;
+        Ok(ids
+            .into_iter()
+            .zip(entries)
+            .map(|(id, entry)| if id.is_empty() { entry } else { id })
+            .collect())
+    }
+
+    /// Runs `promote.lua` (the mode's copy) into `target`.
+    pub(super) async fn promote(
+        &self,
+        script: &Script,
+        target: &str,
+        batch: usize,
+    ) -> Result<(usize, Option<u64>)> {
+        let delayed = &self.keys.delayed;
+        let mut call = script.prepare_invoke();
+        call.key(delayed).key(target).arg(now_ms()).arg(batch);
+        let (moved, next): (usize, i64) = self.conn.invoke(delayed, &call).await?;
+        Ok((moved, u64::try_from(next).ok()))
+    }
+
+    /// Runs `dead_retry.lua` (the mode's copy) into `target`.
+    pub(super) async fn dead_retry(
+        &self,
+        script: &Script,
+        target: &str,
+        ids: Option<&[String]>,
+    ) -> Result<u64> {
+        let dead = &self.keys.dead;
+        let mut call = script.prepare_invoke();
+        call.key(dead).key(target);
+        match ids {
+            None => call.arg("all"),
+            Some(ids) => call.arg("ids").arg(ids),
+        };
+        self.conn.invoke(dead, &call).await
+    }
+}

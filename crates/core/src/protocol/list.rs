@@ -1,0 +1,374 @@
+//! List mode: the reliable two-list queue. Producers LPUSH to `wait`; a worker moves jobs to its
+//! own `active:<worker id>` list (one script for a batch, else a blocking BLMOVE) and LREMs them
+//! when done. A worker whose heartbeat deadline passes has its whole `active` list returned to
+//! `wait` by whichever worker reaps it first; that heartbeat is the only lease.
+//!
+//! holdfast's own elements are envelopes (`envelope.rs`); any other element is raw data from
+//! another producer (a plain `LPUSH jobs '<json>'`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::{dead_pairs, Common, Consumer, Dead, Protocol, Read, Reaped};
+use crate::conn::dedicated;
+use crate::envelope::{decode, encode, raw_id, JobOptions};
+use crate::error::{Error, Result};
+use crate::job::{Job, NewJob, Stats};
+use crate::keys::ListKeys;
+use crate::scripts;
+use crate::util::{new_job_id, now_ms};
+
+/// Dead workers reaped per pass; the next pass takes the rest.
+const REAP_BATCH: usize = 20;
+
+pub struct ListProtocol {
+    pub common: Common,
+    pub keys: ListKeys,
+}
+
+impl Protocol for ListProtocol {
+    type Reader = MultiplexedConnection;
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    async fn add(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let ids: Vec<String> = jobs.iter().map(|_| new_job_id()).collect();
+        let elements: Vec<String> = jobs
+            .iter()
+            .zip(&ids)
+            .map(|(job, id)| encode(id, 1, 0, &job.options().encode(), &job.payload))
+            .collect();
+        let wait = &self.keys.wait;
+        // One LPUSH with many values is atomic on its own.
+        let cmd = redis::cmd("LPUSH").arg(wait).arg(&elements).to_owned();
+        self.common.conn.query::<i64>(wait, &cmd).await?;
+        Ok(ids)
+    }
+
+    async fn add_scripted(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let script = &scripts::LIST_ADD;
+        self.common
+            .add_scripted(script, &self.keys.wait, false, jobs)
+            .await
+    }
+
+    /// Two round trips, not atomic: the processing lists to count are known only from the first.
+    async fn stats(&self) -> Result<Stats> {
+        let k = &self.common.keys;
+        let conn = &self.common.conn;
+        let mut pipe = redis::pipe();
+        pipe.cmd("LLEN").arg(&self.keys.wait);
+        pipe.cmd("ZCARD").arg(&k.delayed);
+        pipe.cmd("XLEN").arg(&k.dead);
+        pipe.cmd("ZCOUNT").arg(&k.workers).arg(now_ms()).arg("+inf");
+        pipe.cmd("ZRANGE").arg(&k.workers).arg(0).arg(-1);
+        pipe.cmd("HEXISTS").arg(&k.meta).arg("paused");
+        let what = format!("{} (or another key of this queue)", self.keys.wait);
+        let (waiting, delayed, dead, workers, ids, paused): (
+            u64,
+            u64,
+            u64,
+            u64,
+            Vec<String>,
+            bool,
+        ) = conn.pipe(&what, &pipe).await?;
+        // Every registered worker's processing list, the dead-but-not-yet-reaped ones included.
+        let mut active = 0;
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("LLEN").arg(self.keys.active(id));
+            }
+            let lens: Vec<u64> = conn.pipe(&what, &pipe).await?;
+            active = lens.iter().sum();
+        }
+        Ok(Stats {
+            waiting,
+            active,
+            delayed,
+            dead,
+            workers,
+            paused,
+        })
+    }
+
+    async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {
+        let script = &scripts::LIST_DEAD_RETRY;
+        self.common.dead_retry(script, &self.keys.wait, ids).await
+    }
+
+    async fn promote(&self, batch: usize) -> Result<(usize, Option<u64>)> {
+        let script = &scripts::LIST_PROMOTE;
+        self.common.promote(script, &self.keys.wait, batch).await
+    }
+
+    /// A redis-crate connection of its own: the fetch script and BLMOVE block it.
+    async fn connect_reader(&self, block: Duration) -> Result<(MultiplexedConnection, i64)> {
+        let mut conn = dedicated(self.common.conn.client(), block).await?;
+        let id: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::from_redis(e, ""))?;
+        Ok((conn, id))
+    }
+
+    /// Up to `count` jobs: moved at once when the wait list has them, else one BLMOVE that
+    /// blocks up to `block_ms` (the loop comes back for the rest at once).
+    async fn read(
+        &self,
+        reader: &mut MultiplexedConnection,
+        c: &Consumer,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Read> {
+        let wait = &self.keys.wait;
+        let active = self.keys.active(&c.id);
+        let map = |e| Error::from_redis(e, &format!("{wait} or {active}"));
+        // Bytes, not String: one element that is not UTF-8 must not wedge the worker.
+        let mut elements: Vec<Vec<u8>> = scripts::LIST_FETCH
+            .key(wait)
+            .key(&active)
+            .arg(count)
+            .invoke_async(reader)
+            .await
+            .map_err(map)?;
+        if elements.is_empty() {
+            let secs = Duration::from_millis(block_ms).as_secs_f64();
+            let el: Option<Vec<u8>> = redis::cmd("BLMOVE")
+                .arg(wait)
+                .arg(&active)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(format!("{secs:.3}"))
+                .query_async(reader)
+                .await
+                .map_err(map)?;
+            elements.extend(el);
+        }
+        let mut read = Read {
+            jobs: Vec::with_capacity(elements.len()),
+            dead: Vec::new(),
+        };
+        for element in elements {
+            match String::from_utf8(element) {
+                Ok(text) => read.jobs.push(to_job(text)),
+                Err(e) => read
+                    .dead
+                    .extend(self.reject_binary(&active, e.into_bytes()).await?),
+            }
+        }
+        Ok(read)
+    }
+
+    async fn listed(&self, c: &Consumer) -> Result<Option<Vec<Vec<u8>>>> {
+        self.listed_now(c).await.map(Some)
+    }
+
+    async fn return_orphans(
+        &self,
+        c: &Consumer,
+        listed: Vec<Vec<u8>>,
+        held: Vec<String>,
+    ) -> Result<u64> {
+        let mut holding: HashMap<&[u8], usize> = HashMap::new();
+        for el in &held {
+            *holding.entry(el.as_bytes()).or_default() += 1;
+        }
+        let orphans: Vec<&Vec<u8>> = listed
+            .iter()
+            .filter(|el| match holding.get_mut(el.as_slice()) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let active = self.keys.active(&c.id);
+        let mut call = scripts::LIST_RETURN_ORPHANS.prepare_invoke();
+        call.key(&active).key(&self.keys.wait).arg(orphans);
+        self.common.conn.invoke(&active, &call).await
+    }
+
+    async fn ack(&self, c: &Consumer, receipts: &[String]) -> Result<()> {
+        let active = self.keys.active(&c.id);
+        let mut pipe = redis::pipe();
+        // -1: search from the tail, where the oldest deliveries sit (jobs finish roughly in order).
+        for el in receipts {
+            pipe.cmd("LREM").arg(&active).arg(-1).arg(el).ignore();
+        }
+        self.common.conn.pipe(&active, &pipe).await
+    }
+
+    async fn retry(
+        &self,
+        c: &Consumer,
+        receipt: &str,
+        id: &str,
+        next_attempt: u32,
+        due_ms: u64,
+    ) -> Result<()> {
+        let active = self.keys.active(&c.id);
+        let env = decode(receipt);
+        let next = encode(id, next_attempt, env.recoveries, env.options, env.payload);
+        let mut call = scripts::LIST_RETRY.prepare_invoke();
+        call.key(&active)
+            .key(&self.keys.wait)
+            .key(&self.common.keys.delayed)
+            .arg(receipt)
+            .arg(next)
+            .arg(due_ms);
+        self.common.conn.invoke::<i64>(&active, &call).await?;
+        Ok(())
+    }
+
+    async fn dead(
+        &self,
+        c: &Consumer,
+        receipt: &str,
+        id: &str,
+        attempts: u32,
+        reason: &str,
+    ) -> Result<bool> {
+        let active = self.keys.active(&c.id);
+        let env = decode(receipt);
+        let call = self.dead_call(
+            &active,
+            receipt.as_bytes(),
+            id,
+            env.payload,
+            attempts,
+            reason,
+            env.options,
+        );
+        let moved: i64 = self.common.conn.invoke(&active, &call).await?;
+        Ok(moved == 1)
+    }
+
+    /// Returns dead workers' processing lists to `wait` (counting a recovery per element;
+    /// poison elements go to `dead`). Exactly once per dead worker, however many reapers race:
+    /// the script checks and removes the worker atomically.
+    async fn reap(&self, c: &Consumer) -> Result<Reaped> {
+        let k = &self.common.keys;
+        let conn = &self.common.conn;
+        let now = now_ms();
+        let cmd = redis::cmd("ZRANGEBYSCORE")
+            .arg(&k.workers)
+            .arg("-inf")
+            .arg(format!("({now}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(REAP_BATCH)
+            .to_owned();
+        let stale: Vec<String> = conn.query(&k.workers, &cmd).await?;
+        let mut reaped = Reaped::default();
+        for worker in stale.iter().filter(|w| **w != c.id) {
+            let active = self.keys.active(worker);
+            let mut call = scripts::LIST_REAP.prepare_invoke();
+            call.key(&k.workers)
+                .key(&active)
+                .key(&self.keys.wait)
+                .key(&k.dead)
+                .arg(worker)
+                .arg(now)
+                .arg(c.max_deliveries)
+                .arg(self.common.dead.max_len)
+                .arg(self.common.dead.cutoff());
+            let res: Option<(Vec<String>, Vec<redis::Value>)> = conn.invoke(&active, &call).await?;
+            if let Some((requeued, dead)) = res {
+                reaped.stalled.extend(requeued);
+                reaped.dead.extend(dead_pairs(&dead));
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// As often as stream mode scans for expired leases, so a dead worker's jobs run again
+    /// within ~1.25 x the visibility timeout in both modes.
+    fn reap_every(&self, c: &Consumer) -> Duration {
+        c.recover_every
+    }
+
+    /// The heartbeat may go only when the processing list is empty. If acks failed during
+    /// close, it stays, its deadline passes, and a reaper returns what is left to `wait`.
+    async fn leave(&self, c: &Consumer) -> Result<bool> {
+        Ok(self.listed_now(c).await?.is_empty())
+    }
+}
+
+impl ListProtocol {
+    async fn listed_now(&self, c: &Consumer) -> Result<Vec<Vec<u8>>> {
+        let active = self.keys.active(&c.id);
+        let cmd = redis::cmd("LRANGE").arg(&active).arg(0).arg(-1).to_owned();
+        self.common.conn.query(&active, &cmd).await
+    }
+
+    /// `list_dead.lua` for one delivery.
+    #[allow(clippy::too_many_arguments)]
+    fn dead_call(
+        &self,
+        active: &str,
+        element: &[u8],
+        id: &str,
+        payload: &str,
+        attempts: u32,
+        reason: &str,
+        options: &str,
+    ) -> redis::ScriptInvocation<'static> {
+        let dead = &self.common.dead;
+        let mut call = scripts::LIST_DEAD.prepare_invoke();
+        call.key(active)
+            .key(&self.common.keys.dead)
+            .arg(element)
+            .arg(id)
+            .arg(payload)
+            .arg(attempts)
+            .arg(reason)
+            .arg(now_ms())
+            .arg(dead.max_len)
+            .arg(dead.cutoff())
+            .arg(options);
+        call
+    }
+
+    /// Jobs are text (JSON, or any string): an element that is not UTF-8 goes straight to
+    /// `dead`, right after the read that moved it.
+    async fn reject_binary(&self, active: &str, element: Vec<u8>) -> Result<Option<Dead>> {
+        let id = raw_id(&element);
+        let reason =
+            "the element is not UTF-8 text; holdfast jobs are strings (JSON or plain text)";
+        let payload = String::from_utf8_lossy(&element);
+        let call = self.dead_call(active, &element, &id, &payload, 1, reason, "");
+        let moved: i64 = self.common.conn.invoke(active, &call).await?;
+        Ok((moved == 1).then(|| Dead {
+            id,
+            reason: reason.into(),
+        }))
+    }
+}
+
+fn to_job(element: String) -> Job {
+    let env = decode(&element);
+    let opts = JobOptions::decode(env.options);
+    let job = Job {
+        token: 0,
+        id: env.id.into_owned(),
+        payload: env.payload.to_owned(),
+        attempt: env.attempt.max(1),
+        max_attempts: opts.max_attempts,
+        backoff: opts.backoff,
+        receipt: String::new(),
+    };
+    Job {
+        receipt: element,
+        ..job
+    }
+}

@@ -1,0 +1,306 @@
+//! Stream mode: jobs are entries of one stream read by the consumer group `workers`. A delivery
+//! is an entry in the group's pending list; its lease is its idle time there, renewed with
+//! `XCLAIM ... JUSTID`; expired ones are claimed with `XAUTOCLAIM`. Finished entries leave the
+//! stream by trimming to a safe low-water mark (`stream_trim.lua`).
+
+use std::time::Duration;
+
+use redis::Value;
+
+use super::{dead_pairs, Common, Consumer, Cursor, Protocol, Read, Reaped, Recovered};
+use crate::error::{Error, Result};
+use crate::job::{array, as_str, from_fields, NewJob, Stats};
+use crate::keys::{StreamKeys, GROUP};
+use crate::resp::RespConn;
+use crate::scripts;
+use crate::util::now_ms;
+
+/// Entries per XCLAIM when renewing leases.
+const RENEW_CHUNK: usize = 1000;
+/// Stream mode's reaper only forgets dead workers' consumers (XAUTOCLAIM already took their
+/// entries), so it need not run often.
+const REAP_EVERY: Duration = Duration::from_secs(15);
+
+/// Stream mode's fetch connection: `resp.rs`, since this reply is the hottest one in the system.
+pub struct StreamReader(RespConn);
+
+pub struct StreamProtocol {
+    pub common: Common,
+    pub keys: StreamKeys,
+}
+
+impl Protocol for StreamProtocol {
+    type Reader = StreamReader;
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    async fn add(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let stream = &self.keys.stream;
+        let mut pipe = redis::pipe();
+        if jobs.len() > 1 {
+            pipe.atomic();
+        }
+        for job in jobs {
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("d")
+                .arg(&job.payload);
+            let options = job.options().encode();
+            if !options.is_empty() {
+                cmd.arg("o").arg(options);
+            }
+        }
+        self.common.conn.pipe(stream, &pipe).await
+    }
+
+    async fn add_scripted(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let script = &scripts::STREAM_ADD;
+        self.common
+            .add_scripted(script, &self.keys.stream, true, jobs)
+            .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let k = &self.common.keys;
+        let mut call = scripts::STREAM_STATS.prepare_invoke();
+        call.key(&self.keys.stream)
+            .key(&k.delayed)
+            .key(&k.dead)
+            .key(&k.workers)
+            .key(&k.meta)
+            .arg(GROUP)
+            .arg(now_ms());
+        let what = format!("{} (or another key of this queue)", self.keys.stream);
+        let counts: Vec<u64> = self.common.conn.invoke(&what, &call).await?;
+        Ok(Stats::from_counts(&counts))
+    }
+
+    async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {
+        let script = &scripts::STREAM_DEAD_RETRY;
+        self.common.dead_retry(script, &self.keys.stream, ids).await
+    }
+
+    async fn promote(&self, batch: usize) -> Result<(usize, Option<u64>)> {
+        let script = &scripts::STREAM_PROMOTE;
+        self.common.promote(script, &self.keys.stream, batch).await
+    }
+
+    /// Creates the consumer group (from the first entry, so jobs added before any worker are
+    /// kept).
+    async fn prepare(&self) -> Result<()> {
+        let stream = &self.keys.stream;
+        let cmd = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .to_owned();
+        match self.common.conn.query::<()>(stream, &cmd).await {
+            Err(e) if e.is_server_code("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    fn needs_prepare(&self, err: &Error) -> bool {
+        err.is_server_code("NOGROUP")
+    }
+
+    async fn connect_reader(&self, block: Duration) -> Result<(StreamReader, i64)> {
+        let info = self.common.conn.client().get_connection_info();
+        let conn = RespConn::connect(info, block + Duration::from_secs(2)).await?;
+        let id = conn.client_id;
+        Ok((StreamReader(conn), id))
+    }
+
+    async fn read(
+        &self,
+        reader: &mut StreamReader,
+        c: &Consumer,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Read> {
+        let jobs = reader
+            .0
+            .xreadgroup(GROUP, &c.id, count, block_ms, &self.keys.stream)
+            .await?;
+        Ok(Read {
+            jobs,
+            dead: Vec::new(),
+        })
+    }
+
+    /// One step of the XAUTOCLAIM scan.
+    async fn recover(&self, c: &Consumer, cursor: &mut Cursor, count: usize) -> Result<Recovered> {
+        let stream = &self.keys.stream;
+        let dead = &self.common.dead;
+        let mut call = scripts::STREAM_RECOVER.prepare_invoke();
+        call.key(stream)
+            .key(&self.common.keys.dead)
+            .arg(GROUP)
+            .arg(&c.id)
+            .arg(c.visibility_timeout.as_millis() as u64)
+            .arg(&cursor.0)
+            .arg(count)
+            .arg(c.max_deliveries)
+            .arg(now_ms())
+            .arg(dead.max_len)
+            .arg(dead.cutoff());
+        let reply: Value = self.common.conn.invoke(stream, &call).await?;
+        let mut parts = array(reply).into_iter();
+        cursor.0 = parts
+            .next()
+            .and_then(|v| as_str(&v).map(|s| s.into_owned()))
+            .unwrap_or_else(|| "0-0".into());
+        let claimed = parts.next().map(array).unwrap_or_default();
+        let mut jobs = Vec::with_capacity(claimed.len() / 3);
+        for triple in claimed.chunks(3) {
+            if let [id, Value::Array(fields), _deliveries] = triple {
+                if let Some(id) = as_str(id) {
+                    jobs.push(from_fields(id.into_owned(), fields));
+                }
+            }
+        }
+        let dead = parts.next().map(array).unwrap_or_default();
+        Ok(Recovered {
+            jobs,
+            dead: dead_pairs(&dead),
+            more: cursor.0 != "0-0",
+        })
+    }
+
+    async fn ack(&self, _c: &Consumer, receipts: &[String]) -> Result<()> {
+        let stream = &self.keys.stream;
+        let cmd = redis::cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(receipts)
+            .to_owned();
+        self.common.conn.query::<i64>(stream, &cmd).await?;
+        Ok(())
+    }
+
+    async fn retry(
+        &self,
+        _c: &Consumer,
+        receipt: &str,
+        id: &str,
+        next_attempt: u32,
+        due_ms: u64,
+    ) -> Result<()> {
+        let stream = &self.keys.stream;
+        let mut call = scripts::STREAM_RETRY.prepare_invoke();
+        call.key(stream)
+            .key(&self.common.keys.delayed)
+            .arg(GROUP)
+            .arg(receipt)
+            .arg(id)
+            .arg(next_attempt)
+            .arg(due_ms);
+        self.common.conn.invoke::<i64>(stream, &call).await?;
+        Ok(())
+    }
+
+    async fn dead(
+        &self,
+        _c: &Consumer,
+        receipt: &str,
+        id: &str,
+        attempts: u32,
+        reason: &str,
+    ) -> Result<bool> {
+        let stream = &self.keys.stream;
+        let dead = &self.common.dead;
+        let mut call = scripts::STREAM_DEAD.prepare_invoke();
+        call.key(stream)
+            .key(&self.common.keys.dead)
+            .arg(GROUP)
+            .arg(receipt)
+            .arg(id)
+            .arg(attempts)
+            .arg(reason)
+            .arg(now_ms())
+            .arg(dead.max_len)
+            .arg(dead.cutoff());
+        let moved: i64 = self.common.conn.invoke(stream, &call).await?;
+        Ok(moved == 1)
+    }
+
+    fn trims(&self) -> bool {
+        true
+    }
+
+    async fn trim(&self) -> Result<()> {
+        let stream = &self.keys.stream;
+        let mut call = scripts::STREAM_TRIM.prepare_invoke();
+        call.key(stream);
+        self.common.conn.invoke::<i64>(stream, &call).await?;
+        Ok(())
+    }
+
+    /// XCLAIM ... JUSTID resets the idle time of every entry in flight without counting a
+    /// delivery.
+    async fn renew(&self, c: &Consumer, receipts: &[String]) -> Result<()> {
+        let stream = &self.keys.stream;
+        let mut pipe = redis::pipe();
+        for chunk in receipts.chunks(RENEW_CHUNK) {
+            pipe.cmd("XCLAIM")
+                .arg(stream)
+                .arg(GROUP)
+                .arg(&c.id)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID")
+                .ignore();
+        }
+        self.common.conn.pipe(stream, &pipe).await
+    }
+
+    /// Forgets workers whose heartbeat deadline passed, once nothing is pending for them (their
+    /// entries are recovered by XAUTOCLAIM, so nothing comes back to report here).
+    async fn reap(&self, _c: &Consumer) -> Result<Reaped> {
+        let workers = &self.common.keys.workers;
+        let mut call = scripts::STREAM_REAP.prepare_invoke();
+        call.key(&self.keys.stream)
+            .key(workers)
+            .arg(GROUP)
+            .arg(now_ms());
+        self.common.conn.invoke::<i64>(workers, &call).await?;
+        Ok(Reaped::default())
+    }
+
+    fn reap_every(&self, _c: &Consumer) -> Duration {
+        REAP_EVERY
+    }
+
+    /// Deletes the consumer if nothing is pending for it any more. Entries still pending (acks
+    /// that failed during close) are recovered by XAUTOCLAIM all the same, so the heartbeat may
+    /// go either way.
+    async fn leave(&self, c: &Consumer) -> Result<bool> {
+        let stream = &self.keys.stream;
+        let conn = &self.common.conn;
+        let cmd = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&c.id)
+            .to_owned();
+        let pending: Value = conn.query(stream, &cmd).await.unwrap_or(Value::Nil);
+        if matches!(&pending, Value::Array(items) if items.is_empty()) {
+            let cmd = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(stream)
+                .arg(GROUP)
+                .arg(&c.id)
+                .to_owned();
+            let _ = conn.query::<i64>(stream, &cmd).await;
+        }
+        Ok(true)
+    }
+}

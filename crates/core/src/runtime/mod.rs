@@ -1,0 +1,214 @@
+//! The worker runtime, the same for every mode: tasks, jobs in flight, and the calls the binding
+//! makes. It reaches Redis only through [`crate::protocol::Protocol`], and turns what the
+//! protocol returns into events and deliveries.
+//!
+//! Tasks: `fetch` (blocking reads on a dedicated connection, plus recovery), `acker` (batched
+//! acks, retries, dead-lettering, trimming), `maintenance` (heartbeats, lease renewal, reaping,
+//! the pause flag) and `scheduler` (due delayed jobs). Their shared state is in `shared.rs`.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::WorkerConfig;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::protocol::{AnyProtocol, Consumer, Protocol};
+use crate::util::{now_ms, random_u64};
+
+mod acker;
+mod dispatch;
+mod fetch;
+mod maintenance;
+mod prefetch;
+mod scheduler;
+mod shared;
+
+pub use dispatch::{Dispatch, Outcome, WorkerEvent};
+use shared::{Finish, Shared};
+
+pub struct Worker {
+    inner: Arc<Shared>,
+    tasks: Mutex<Option<Tasks>>,
+}
+
+struct Tasks {
+    fetch: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
+    stop_maintenance: watch::Sender<bool>,
+    acker: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts a worker's tasks. Must be called inside a tokio runtime.
+    pub(crate) fn start(
+        protocol: Arc<AnyProtocol>,
+        cfg: WorkerConfig,
+        dispatch: Arc<dyn Dispatch>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let consumer = Consumer {
+            id: new_worker_id(),
+            visibility_timeout: cfg.visibility_timeout,
+            max_deliveries: cfg.max_deliveries,
+            recover_every: cfg.recover_every(),
+        };
+        let inner = Arc::new(Shared::new(protocol, consumer, cfg, dispatch, finish_tx));
+        let (stop_maintenance, stop_rx) = watch::channel(false);
+        let tasks = Tasks {
+            acker: tokio::spawn(acker::run(inner.clone(), finish_rx)),
+            maintenance: tokio::spawn(maintenance::run(inner.clone(), stop_rx.clone())),
+            scheduler: tokio::spawn(scheduler::run(inner.clone(), stop_rx)),
+            fetch: tokio::spawn(fetch::run(inner.clone())),
+            stop_maintenance,
+        };
+        Ok(Self {
+            inner,
+            tasks: Mutex::new(Some(tasks)),
+        })
+    }
+
+    /// This worker's consumer name in the group and its id in the `workers` zset. Unique per
+    /// process run, never reused.
+    pub fn id(&self) -> &str {
+        &self.inner.consumer.id
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.inner.cfg
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inner.slab().len()
+    }
+
+    /// Reports finished jobs. Completed ones are acknowledged in batches; failed ones are
+    /// retried (re-added with `attempt + 1`) or dead-lettered once they reach `max_attempts`.
+    /// Unknown or repeated tokens are ignored.
+    /// Returns the next jobs to run (prefetched ones, for the handler slots just freed): hand
+    /// them to the handlers as if they came through [`Dispatch::jobs`].
+    pub fn complete(&self, results: impl IntoIterator<Item = (u32, Outcome)>) -> Result<Vec<Job>> {
+        let tx = self.inner.finisher().ok_or(Error::Closed)?;
+        let mut finished = 0;
+        // One message for all the acks of this call: the hot path sends per batch, not per job.
+        let mut acks = Vec::new();
+        let now_idle = {
+            let mut slab = self.inner.slab();
+            for (token, outcome) in results {
+                let Some(job) = slab.remove(token) else {
+                    continue;
+                };
+                finished += 1;
+                let finish = match outcome {
+                    Outcome::Completed => {
+                        acks.push(job.receipt);
+                        continue;
+                    }
+                    Outcome::Failed { reason, retry_in } => {
+                        let max = job.max_attempts.unwrap_or(self.inner.cfg.max_attempts);
+                        if job.attempt < max {
+                            Finish::Retry {
+                                receipt: job.receipt,
+                                id: job.id,
+                                next_attempt: job.attempt + 1,
+                                due_ms: match retry_in.is_zero() {
+                                    true => 0,
+                                    false => now_ms() + retry_in.as_millis() as u64,
+                                },
+                            }
+                        } else {
+                            Finish::Dead {
+                                receipt: job.receipt,
+                                id: job.id,
+                                attempts: job.attempt,
+                                reason,
+                            }
+                        }
+                    }
+                };
+                let _ = tx.send(finish);
+            }
+            slab.len() == 0
+        };
+        if !acks.is_empty() {
+            let _ = tx.send(Finish::Acks(acks));
+        }
+        self.inner.prefetch.finished(finished);
+        self.inner.freed.notify_one();
+        if now_idle {
+            self.inner.idle.notify_waiters();
+        }
+        Ok(self.inner.take_ready(finished))
+    }
+
+    /// Graceful stop: stop fetching, wait for jobs in flight (their leases are still renewed),
+    /// flush acknowledgements, then remove this worker's heartbeat. Idempotent.
+    pub async fn close(&self) -> Result<()> {
+        // The tasks are taken once: a second close finds none and returns.
+        let Some(tasks) = self.tasks.lock().unwrap().take() else {
+            return Ok(());
+        };
+        let inner = &self.inner;
+        inner.closing.send_replace(true);
+        inner.freed.notify_waiters();
+        // Wake a blocked read. The read may not have started yet (the loop can be between two
+        // commands), so keep unblocking until the fetch task has ended.
+        let mut fetch = tasks.fetch;
+        loop {
+            inner.unblock_read().await;
+            if tokio::time::timeout(std::time::Duration::from_millis(50), &mut fetch)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+        inner.release_prefetched();
+        loop {
+            let idle = inner.idle.notified();
+            if inner.slab().len() == 0 {
+                break;
+            }
+            idle.await;
+        }
+        inner.stop_finishing();
+        let _ = tasks.acker.await;
+        tasks.stop_maintenance.send_replace(true);
+        let _ = tasks.maintenance.await;
+        let _ = tasks.scheduler.await;
+        let common = inner.protocol.common();
+        if inner.protocol.leave(&inner.consumer).await? {
+            common.unregister(&inner.consumer).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(tasks) = self.tasks.lock().unwrap().take() {
+            tasks.fetch.abort();
+            tasks.maintenance.abort();
+            tasks.scheduler.abort();
+            tasks.acker.abort();
+        }
+    }
+}
+
+/// `<host>:<pid>:<random>`: readable in XINFO CONSUMERS, unique per process run.
+fn new_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}:{}:{:012x}",
+        std::process::id(),
+        random_u64() & 0xffff_ffff_ffff
+    )
+}

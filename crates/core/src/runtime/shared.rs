@@ -1,0 +1,322 @@
+//! The state a worker's tasks share: jobs in flight, prefetched jobs, the pause/read gate, and
+//! the way to the acker. Fields are private to the runtime; the tasks use the methods.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use super::dispatch::{Dispatch, WorkerEvent};
+use super::prefetch::Prefetch;
+use crate::config::WorkerConfig;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::protocol::{AnyProtocol, Consumer, Dead, Protocol};
+
+/// What the acker is asked to write (or do), in order.
+pub(super) enum Finish {
+    /// Receipts of completed jobs, one message per `Worker::complete` call.
+    Acks(Vec<String>),
+    Retry {
+        receipt: String,
+        id: String,
+        next_attempt: u32,
+        /// Unix ms; 0: now.
+        due_ms: u64,
+    },
+    Dead {
+        receipt: String,
+        id: String,
+        attempts: u32,
+        reason: String,
+    },
+    /// Entries left the pending list elsewhere (dead-lettered by recovery): trim soon.
+    Trim,
+    /// Reply once everything received before this is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// What the worker remembers of a job in flight.
+pub(super) struct InFlight {
+    pub receipt: String,
+    pub id: String,
+    pub attempt: u32,
+    pub max_attempts: Option<u32>,
+}
+
+/// Jobs in flight, indexed by `Job::token`.
+#[derive(Default)]
+pub(super) struct Slab {
+    slots: Vec<Option<InFlight>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slab {
+    fn insert(&mut self, job: InFlight) -> u32 {
+        self.len += 1;
+        if let Some(token) = self.free.pop() {
+            self.slots[token as usize] = Some(job);
+            token
+        } else {
+            self.slots.push(Some(job));
+            (self.slots.len() - 1) as u32
+        }
+    }
+
+    pub fn remove(&mut self, token: u32) -> Option<InFlight> {
+        let job = self.slots.get_mut(token as usize)?.take()?;
+        self.free.push(token);
+        self.len -= 1;
+        Some(job)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn receipts(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|j| j.receipt.clone())
+            .collect()
+    }
+}
+
+/// Prefetch: the fetch loop reads ahead, so when handlers finish the next jobs are already
+/// here and go back to JS in the same call (`Worker::complete` returns them), with no wait for
+/// a round trip to Redis. Prefetched jobs sit in the slab, so their leases are renewed too.
+#[derive(Default)]
+struct Ready {
+    waiting: VecDeque<Job>,
+    running: usize,
+}
+
+/// The pause flag and the blocking read, kept in step. Each side stores its own flag, then
+/// loads the other's (SeqCst): either the fetch loop sees the pause before it reads, or
+/// maintenance sees the read and unblocks it.
+#[derive(Default)]
+pub(super) struct ReadGate {
+    paused: AtomicBool,
+    reading: AtomicBool,
+    /// CLIENT ID of the fetch connection, so a read can be unblocked (-1: none).
+    client: AtomicI64,
+}
+
+impl ReadGate {
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// The fetch loop is about to read: false (and nothing entered) when paused.
+    pub fn enter_read(&self) -> bool {
+        self.reading.store(true, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) {
+            self.reading.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    pub fn leave_read(&self) {
+        self.reading.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_reading(&self) -> bool {
+        self.reading.load(Ordering::SeqCst)
+    }
+
+    /// Stores the flag; true when it just went from running to paused.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        let was = self.paused.swap(paused, Ordering::SeqCst);
+        paused && !was
+    }
+
+    pub fn set_client(&self, id: i64) {
+        self.client.store(id, Ordering::Release);
+    }
+
+    fn client(&self) -> Option<i64> {
+        Some(self.client.load(Ordering::Acquire)).filter(|&id| id >= 0)
+    }
+}
+
+pub(super) struct Shared {
+    pub protocol: Arc<AnyProtocol>,
+    pub consumer: Consumer,
+    pub cfg: WorkerConfig,
+    dispatch: Arc<dyn Dispatch>,
+    inflight: Mutex<Slab>,
+    /// Signalled when slots free up (and on close).
+    pub freed: Notify,
+    /// Signalled when the last job in flight finishes.
+    pub idle: Notify,
+    pub closing: watch::Sender<bool>,
+    finish_tx: Mutex<Option<mpsc::UnboundedSender<Finish>>>,
+    pub gate: ReadGate,
+    /// Fetched jobs not yet handed out, and how many handlers run.
+    ready: Mutex<Ready>,
+    pub prefetch: Prefetch,
+}
+
+impl Shared {
+    pub fn new(
+        protocol: Arc<AnyProtocol>,
+        consumer: Consumer,
+        cfg: WorkerConfig,
+        dispatch: Arc<dyn Dispatch>,
+        finish_tx: mpsc::UnboundedSender<Finish>,
+    ) -> Self {
+        let (floor, max) = cfg.prefetch_range();
+        Self {
+            protocol,
+            consumer,
+            cfg,
+            dispatch,
+            inflight: Mutex::new(Slab::default()),
+            freed: Notify::new(),
+            idle: Notify::new(),
+            closing: watch::channel(false).0,
+            finish_tx: Mutex::new(Some(finish_tx)),
+            gate: ReadGate::default(),
+            ready: Mutex::new(Ready::default()),
+            prefetch: Prefetch::new(floor, max),
+        }
+    }
+
+    pub fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {
+        self.inflight.lock().unwrap()
+    }
+
+    /// How many more jobs the fetch loop may take: handlers in flight plus the prefetched ones
+    /// waiting here for a free handler slot. `at_floor`: count only the configured `prefetch`,
+    /// not what adaptive prefetch grew to (for a read that will likely block: jobs arriving
+    /// after a lull should be spread over the workers, whatever the rate before the lull).
+    pub fn free_slots(&self, at_floor: bool) -> usize {
+        (self.cfg.concurrency + self.prefetch.get(at_floor)).saturating_sub(self.slab().len())
+    }
+
+    /// On close: prefetched jobs that no handler took yet go back to the queue at once (same
+    /// attempt, no delivery counted) instead of delaying the close by running them.
+    pub fn release_prefetched(&self) {
+        let jobs = std::mem::take(&mut self.ready.lock().unwrap().waiting);
+        if jobs.is_empty() {
+            return;
+        }
+        let Some(tx) = self.finisher() else {
+            return;
+        };
+        let mut slab = self.slab();
+        for job in jobs {
+            if slab.remove(job.token).is_some() {
+                let _ = tx.send(Finish::Retry {
+                    receipt: job.receipt,
+                    id: job.id,
+                    next_attempt: job.attempt,
+                    due_ms: 0,
+                });
+            }
+        }
+        if slab.len() == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Takes prefetched jobs for the free handler slots (at most `concurrency` run at once).
+    pub fn take_ready(&self, finished: usize) -> Vec<Job> {
+        let mut q = self.ready.lock().unwrap();
+        q.running = q.running.saturating_sub(finished);
+        let n = (self.cfg.concurrency - q.running.min(self.cfg.concurrency)).min(q.waiting.len());
+        q.running += n;
+        q.waiting.drain(..n).collect()
+    }
+
+    /// One `CLIENT UNBLOCK` for the fetch loop's connection, if it has one. Best effort: the
+    /// callers repeat it, since the read may be sent after it arrives.
+    pub async fn unblock_read(&self) {
+        if let Some(client) = self.gate.client() {
+            self.protocol.common().unblock(client).await;
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    pub fn emit(&self, event: WorkerEvent) {
+        self.dispatch.event(event);
+    }
+
+    /// Reports jobs that went to the dead letters.
+    pub fn emit_dead(&self, dead: Vec<Dead>) {
+        for Dead { id, reason } in dead {
+            self.emit(WorkerEvent::Dead { id, reason });
+        }
+    }
+
+    /// The way to the acker; `None` once the worker is closing and the acker is draining.
+    pub fn finisher(&self) -> Option<mpsc::UnboundedSender<Finish>> {
+        self.finish_tx.lock().unwrap().clone()
+    }
+
+    /// Closes the way to the acker: it writes what it has and ends.
+    pub fn stop_finishing(&self) {
+        self.finish_tx.lock().unwrap().take();
+    }
+
+    /// Waits until the acker has written everything completed so far (bounded: on a Redis
+    /// outage it gives up, and the caller fails and retries later).
+    pub async fn flush_acks(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let sent = match self.finisher() {
+            Some(finish) => finish.send(Finish::Flush(tx)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(Error::Closed);
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::Connection(
+                "acknowledgements could not be written".into(),
+            )),
+        }
+    }
+
+    /// Deliveries left the pending list outside the acker (dead-lettered by recovery): trim
+    /// soon, where the mode trims.
+    pub fn request_trim(&self) {
+        if !self.protocol.trims() {
+            return;
+        }
+        if let Some(tx) = self.finisher() {
+            let _ = tx.send(Finish::Trim);
+        }
+    }
+
+    /// Registers fetched jobs as in flight and hands them out in one batch.
+    pub fn deliver(&self, mut jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        self.prefetch.delivered(&jobs);
+        {
+            let mut slab = self.slab();
+            for job in &mut jobs {
+                job.token = slab.insert(InFlight {
+                    receipt: job.receipt.clone(),
+                    id: job.id.clone(),
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                });
+            }
+        }
+        self.ready.lock().unwrap().waiting.extend(jobs);
+        let batch = self.take_ready(0);
+        if !batch.is_empty() {
+            self.dispatch.jobs(batch);
+        }
+    }
+}
