@@ -288,6 +288,18 @@ pub fn queue(url: &str, test: &str) -> Arc<Queue> {
     Queue::new(cfg).expect("queue config")
 }
 
+/// Both modes, for tests that run one body for each (as the JS tests' `MODES`).
+pub const MODES: [holdfast_core::Mode; 2] =
+    [holdfast_core::Mode::Stream, holdfast_core::Mode::List];
+
+/// A queue in `mode` on `url` with a unique name.
+pub fn queue_in(url: &str, test: &str, mode: holdfast_core::Mode) -> Arc<Queue> {
+    let mut cfg = QueueConfig::new(unique_name(test));
+    cfg.url = url.to_owned();
+    cfg.mode = mode;
+    Queue::new(cfg).expect("queue config")
+}
+
 /// Another handle on the same queue, as a second process would open it.
 pub fn same_queue(other: &Queue) -> Arc<Queue> {
     Queue::new(other.config().clone()).expect("queue config")
