@@ -1,14 +1,22 @@
-//! The happy path: jobs added one by one and in bulk reach a worker exactly once with their
-//! payload, id and attempt 1; once completed they are acknowledged and trimmed away. Plus the
-//! errors `add` and `stats` report before or instead of writing anything.
+//! Add, fetch and ack: jobs added one by one and in bulk reach a worker exactly once with their
+//! payload, id and attempt 1, and once completed they are acknowledged and leave nothing behind;
+//! the errors `add` and `stats` report before or instead of writing anything; large payloads;
+//! and, in list mode, elements pushed by other producers (a plain LPUSH producer on a `listKey`,
+//! non-UTF-8 data) and the order of a batch fetch.
+//!
+//! Tests of the public API run once per mode (`for mode in MODES`); tests that look at one
+//! mode's keys (stream entries, trimming; processing lists, envelopes) run in that mode only and
+//! are named `stream_mode_*` / `list_mode_*`. Deadlines are hang guards, not timing assertions.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{Error, NewJob, PrefetchPolicy, Queue, QueueConfig, WorkerConfig, WorkerEvent};
+use holdfast_core::{
+    Error, NewJob, PrefetchPolicy, Queue, QueueConfig, Stats, WorkerConfig, WorkerEvent,
+};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -28,8 +36,28 @@ fn is_entry_id(id: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
+fn cfg(visibility_timeout: Duration) -> WorkerConfig {
+    WorkerConfig {
+        visibility_timeout,
+        block: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+/// Fails the test if some id occurs more than once; returns the ids as a set.
+fn each_once<'a>(what: &str, ids: impl IntoIterator<Item = &'a String>) -> HashSet<String> {
+    let mut counts: HashMap<&String, usize> = HashMap::new();
+    for id in ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "{what}: repeated ids {repeated:?}");
+    counts.into_keys().cloned().collect()
+}
+
+// stream mode only: entry ids, XLEN, trimming and the consumer group
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_job_is_delivered_once_then_acked_and_trimmed() {
+async fn stream_mode_each_job_is_delivered_once_then_acked_and_trimmed() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "add-fetch-ack");
     let keys = keys_of(&queue);
@@ -185,8 +213,9 @@ async fn each_job_is_delivered_once_then_acked_and_trimmed() {
     );
 }
 
+// stream mode only: reads the stream (XLEN, XRANGE)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payload_over_limit_is_rejected_and_nothing_is_added() {
+async fn stream_mode_payload_over_limit_is_rejected_and_nothing_is_added() {
     let redis = TestRedis::shared_or_spawn();
     let mut cfg = QueueConfig::new(unique_name("payload-limit"));
     cfg.url = redis.url();
@@ -239,8 +268,9 @@ async fn payload_over_limit_is_rejected_and_nothing_is_added() {
     assert_eq!(queue.stats().await.expect("stats").waiting, 1);
 }
 
+// stream mode only: the foreign value sits on the stream key
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_key_of_wrong_type_is_reported_not_overwritten() {
+async fn stream_mode_foreign_key_of_wrong_type_is_reported_not_overwritten() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "wrong-type");
     let keys = keys_of(&queue);
@@ -301,8 +331,9 @@ async fn foreign_key_of_wrong_type_is_reported_not_overwritten() {
     assert_eq!(value, "someone else's", "the foreign value is left alone");
 }
 
+// stream mode only: checks with XLEN that a rejected batch wrote nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_names_and_arguments_are_rejected() {
+async fn stream_mode_invalid_names_and_arguments_are_rejected() {
     let redis = TestRedis::shared_or_spawn();
     let config = |name: &str| {
         let mut cfg = QueueConfig::new(name);
@@ -448,8 +479,9 @@ async fn invalid_names_and_arguments_are_rejected() {
     ));
 }
 
+// stream mode only: waits for the stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
+async fn stream_mode_concurrency_bounds_jobs_in_flight_and_stats_follow() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "concurrency");
     let mut conn = redis_conn(&redis.url()).await;
@@ -498,37 +530,366 @@ async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
 /// bulk headers) and payloads holding CRLF and multi-byte UTF-8 arrive byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_payloads_arrive_intact() {
-    let redis = TestRedis::shared_or_spawn();
-    let queue = queue(&redis.url(), "large");
-    let payloads: Vec<String> = (0..24)
-        .map(|i| {
-            let unit = format!("{i}:\r\n*1\r\n$5\r\nü€😀|");
-            unit.repeat(500 * 1024 / unit.len() / (1 + i % 3))
-        })
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let redis = TestRedis::shared_or_spawn();
+        let queue = queue_in(&redis.url(), "large", mode);
+        let payloads: Vec<String> = (0..24)
+            .map(|i| {
+                let unit = format!("{i}:\r\n*1\r\n$5\r\nü€😀|");
+                unit.repeat(500 * 1024 / unit.len() / (1 + i % 3))
+            })
+            .collect();
+        assert!(payloads[0].len() > 400 * 1024);
+        queue
+            .add(payloads.iter().map(|p| NewJob::new(p.clone())).collect())
+            .await
+            .expect("add");
+        let (dispatch, mut rx) = channel_dispatch();
+        let worker = queue
+            .worker(
+                WorkerConfig {
+                    concurrency: 24,
+                    ..Default::default()
+                },
+                dispatch,
+            )
+            .expect("worker");
+        let got = rx.jobs(payloads.len(), DEADLINE).await;
+        let mut got_payloads: Vec<String> = got.iter().map(|j| j.payload.clone()).collect();
+        let mut want = payloads.clone();
+        got_payloads.sort();
+        want.sort();
+        assert!(got_payloads == want, "payloads changed on the way");
+        complete_all(&worker, &got);
+        wait_drained(&queue, DEADLINE).await;
+        close(worker).await;
+        assert!(errors(&rx.drain_events()).is_empty());
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// List mode: holdfast's envelopes and other producers' elements
+// ------------------------------------------------------------------------------------------
+
+// list mode only: envelopes as receipts, processing lists
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_each_job_is_delivered_once_then_acked_and_leaves_no_key() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-basic", None);
+    let keys = keys_of(&queue);
+    let mut conn = redis_conn(&url).await;
+    // id -> (payload, per-job max attempts)
+    let mut expected: HashMap<String, (String, Option<u32>)> = HashMap::new();
+
+    // A single add with a generated id.
+    let id = queue
+        .add(vec![NewJob::new("{\"n\":0}")])
+        .await
+        .expect("single add")
+        .remove(0);
+    assert!(!id.is_empty());
+    expected.insert(id, ("{\"n\":0}".into(), None));
+
+    // A bulk add: jobIds (one with the envelope's separator and non-ASCII in it), per-job
+    // maxAttempts, payloads with the separator, one that looks like an envelope, an empty one.
+    let mut bulk = vec![
+        NewJob {
+            job_id: Some("job-a".into()),
+            ..NewJob::new("{\"n\":1}")
+        },
+        NewJob {
+            job_id: Some("job|b|é".into()),
+            max_attempts: Some(7),
+            ..NewJob::new("{\"s\":\"x|y\"}")
+        },
+        NewJob {
+            max_attempts: Some(1),
+            ..NewJob::new("\x1fhf1|9|9||3|abc")
+        },
+        NewJob::new(""),
+    ];
+    bulk.extend((0..20).map(|i| NewJob::new(format!("{{\"bulk\":{i}}}"))));
+    let ids = queue.add(bulk.clone()).await.expect("bulk add");
+    assert_eq!(ids.len(), bulk.len());
+    assert_eq!((ids[0].as_str(), ids[1].as_str()), ("job-a", "job|b|é"));
+    for (id, job) in ids.iter().zip(&bulk) {
+        let fresh = expected.insert(id.clone(), (job.payload.clone(), job.max_attempts));
+        assert!(fresh.is_none(), "id {id} returned twice");
+    }
+    assert_eq!(llen(&mut conn, &keys.wait).await, expected.len() as u64);
+
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(cfg(Duration::from_secs(5)), dispatch)
+        .expect("worker");
+    let mut got = rx.jobs(expected.len(), DEADLINE).await;
+
+    // While the worker waits in BLMOVE: one more single add and one more bulk add.
+    let late = queue
+        .add(vec![NewJob {
+            job_id: Some("late-1".into()),
+            ..NewJob::new("{\"late\":1}")
+        }])
+        .await
+        .expect("late add");
+    expected.insert(late[0].clone(), ("{\"late\":1}".into(), None));
+    got.extend(rx.jobs(1, DEADLINE).await);
+    let late_bulk: Vec<NewJob> = (2..5)
+        .map(|i| NewJob::new(format!("{{\"late\":{i}}}")))
         .collect();
-    assert!(payloads[0].len() > 400 * 1024);
+    for (id, job) in queue
+        .add(late_bulk.clone())
+        .await
+        .expect("late bulk add")
+        .into_iter()
+        .zip(&late_bulk)
+    {
+        expected.insert(id, (job.payload.clone(), None));
+    }
+    got.extend(rx.jobs(3, DEADLINE).await);
+    rx.no_job_for(Duration::from_millis(300)).await;
+
+    // Every job exactly once, as added, on its first attempt.
+    assert_eq!(
+        each_once("deliveries", got.iter().map(|j| &j.id)),
+        expected.keys().cloned().collect::<HashSet<_>>()
+    );
+    for job in &got {
+        let (payload, max) = &expected[&job.id];
+        assert_eq!(
+            (&job.payload, job.attempt, job.max_attempts),
+            (payload, 1, *max),
+            "{job:?}"
+        );
+        assert_eq!(job.receipt, envelope(&job.id, 1, 0, *max, payload));
+    }
+
+    // Held: all in this worker's processing list, none waiting.
+    let n = expected.len() as u64;
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(
+        stats,
+        Stats {
+            waiting: 0,
+            active: n,
+            delayed: 0,
+            dead: 0,
+            workers: 1,
+            paused: false,
+        }
+    );
+    assert_eq!(llen(&mut conn, &keys.active(worker.id())).await, n);
+
+    complete_all(&worker, &got);
+    wait_drained(&queue, DEADLINE).await;
+    assert!(!exists(&mut conn, &keys.active(worker.id())).await);
+    rx.no_job_for(Duration::from_millis(200)).await;
+    let events = rx.drain_events();
+    assert!(events.is_empty(), "{events:?}");
+    close(worker).await;
+
+    assert_eq!(queue_keys(&mut conn, &queue).await, Vec::<String>::new());
+    assert_eq!(queue.stats().await.expect("stats"), Stats::default());
+}
+
+// list mode only: a plain list on `listKey`, processing lists
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_list_key_consumes_elements_of_a_plain_lpush_producer() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-key", Some("jobs:email"));
+    let keys = keys_of(&queue);
+    assert_eq!(keys.wait, "jobs:email");
+    let name = queue.config().name.clone();
+    let mut conn = redis_conn(&url).await;
+
+    // Another client, unaware of holdfast.
+    for raw in ["{\"a\":1}", "plain text"] {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg("jobs:email")
+            .arg(raw)
+            .query_async(&mut conn)
+            .await
+            .expect("LPUSH");
+    }
+
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(cfg(Duration::from_secs(5)), dispatch)
+        .expect("worker");
+    let got = rx.jobs(2, DEADLINE).await;
+    // Oldest first, each element exactly as pushed.
+    assert_eq!(
+        got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(),
+        ["{\"a\":1}", "plain text"]
+    );
+    for job in &got {
+        assert_eq!(job.id, raw_id(&mut conn, &job.payload).await, "{job:?}");
+        assert!(job.id.starts_with("raw-") && job.id.len() == 20, "{job:?}");
+        assert_eq!((job.attempt, job.max_attempts), (1, None), "{job:?}");
+        assert_eq!(
+            job.receipt, job.payload,
+            "the receipt is the element itself"
+        );
+    }
+
+    // The processing list and the heartbeat live under holdfast's prefix, not under jobs:email.
+    let active = keys.active(worker.id());
+    let own = format!("holdfast:{{{name}}}:");
+    assert!(active.starts_with(&format!("{own}active:")), "{active}");
+    assert!(keys.workers.starts_with(&own), "{}", keys.workers);
+    assert_eq!(
+        lrange(&mut conn, &active).await,
+        ["plain text", "{\"a\":1}"]
+    );
+    assert!(zscore(&mut conn, &keys.workers, worker.id())
+        .await
+        .is_some());
+    assert_eq!(
+        keys_matching(&mut conn, "jobs:email*").await,
+        Vec::<String>::new()
+    );
+    let mut all = vec![active.clone(), keys.workers.clone()];
+    all.sort();
+    assert_eq!(keys_matching(&mut conn, "*").await, all);
+
+    // While the worker waits: another raw element, and a holdfast job on the same list.
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("jobs:email")
+        .arg("{\"a\":2}")
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    let raw = rx.job(DEADLINE).await;
+    assert_eq!(
+        (raw.payload.as_str(), raw.attempt),
+        ("{\"a\":2}", 1),
+        "{raw:?}"
+    );
+    assert_eq!(raw.id, raw_id(&mut conn, "{\"a\":2}").await);
     queue
-        .add(payloads.iter().map(|p| NewJob::new(p.clone())).collect())
+        .add(vec![NewJob {
+            job_id: Some("mine".into()),
+            ..NewJob::new("{\"a\":3}")
+        }])
+        .await
+        .expect("add");
+    let mine = rx.job(DEADLINE).await;
+    assert_eq!(
+        (mine.id.as_str(), mine.payload.as_str(), mine.attempt),
+        ("mine", "{\"a\":3}", 1)
+    );
+    rx.no_job_for(Duration::from_millis(200)).await;
+
+    complete_all(&worker, &got);
+    complete_all(&worker, &[raw, mine]);
+    wait_drained(&queue, DEADLINE).await;
+    let events = rx.drain_events();
+    assert!(events.is_empty(), "{events:?}");
+    close(worker).await;
+    // only the jobId's dedup marker stays, for the dedup window
+    let mut left = keys_matching(&mut conn, "*").await;
+    left.retain(|k| !k.contains(":dedup:"));
+    assert_eq!(left, Vec::<String>::new());
+    assert_eq!(queue.stats().await.expect("stats"), Stats::default());
+}
+
+/// One element that is not UTF-8 — binary data from another producer on a `listKey` — must not
+/// wedge the worker (it goes to `dead`); the jobs behind it run.
+// list mode only: binary data LPUSHed on a `listKey`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_a_non_utf8_element_does_not_wedge_the_worker() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-binary", Some("jobs:binary"));
+    let mut conn = redis_conn(&url).await;
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(cfg(Duration::from_millis(500)), dispatch)
+        .expect("worker");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("jobs:binary")
+        .arg(&b"\xff\xfe\x00binary"[..])
+        .arg("{\"after\":\"binary\"}")
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+
+    // Whatever happens to the binary element (delivered lossily, or dead-lettered), the job
+    // behind it must run.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let job = tokio::time::timeout_at(deadline, rx.jobs.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the job behind a binary element never ran; events: {:?}",
+                    rx.drain_events()
+                )
+            })
+            .expect("job channel open");
+        let done = job.payload == "{\"after\":\"binary\"}";
+        complete_all(&worker, &[job]);
+        if done {
+            break;
+        }
+    }
+    close(worker).await;
+}
+
+/// `list_fetch.lua` moves a batch with one LRANGE/LTRIM/LPUSH; the result must be what N x
+/// LMOVE RIGHT LEFT gives: the N oldest, delivered oldest first, the processing list newest
+/// first, the rest left waiting in order. 2500 crosses the script's 1000-element LPUSH chunks.
+// list mode only: list_fetch.lua and the processing list
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_a_batch_fetch_takes_the_oldest_in_order() {
+    let redis = TestRedis::spawn();
+    let queue = list_queue(&redis.url(), "fetch-order", None);
+    let mut conn = redis_conn(&redis.url()).await;
+    let (total, batch) = (2600, 2500);
+    queue
+        .add((0..total).map(|i| NewJob::new(format!("{i}"))).collect())
         .await
         .expect("add");
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
         .worker(
             WorkerConfig {
-                concurrency: 24,
-                ..Default::default()
+                concurrency: batch,
+                prefetch: PrefetchPolicy::Fixed(0),
+                ..cfg(Duration::from_secs(30))
             },
             dispatch,
         )
         .expect("worker");
-    let got = rx.jobs(payloads.len(), DEADLINE).await;
-    let mut got_payloads: Vec<String> = got.iter().map(|j| j.payload.clone()).collect();
-    let mut want = payloads.clone();
-    got_payloads.sort();
-    want.sort();
-    assert!(got_payloads == want, "payloads changed on the way");
-    complete_all(&worker, &got);
+    let first = rx.jobs(batch, DEADLINE).await;
+    let payloads: Vec<String> = first.iter().map(|j| j.payload.clone()).collect();
+    let want: Vec<String> = (0..batch).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, want, "the oldest, oldest first");
+
+    let active: Vec<String> = queue_keys(&mut conn, &queue)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":active:"))
+        .collect();
+    assert_eq!(active.len(), 1, "{active:?}");
+    let held: Vec<String> = lrange(&mut conn, &active[0]).await;
+    let receipts: Vec<String> = first.iter().rev().map(|j| j.receipt.clone()).collect();
+    assert_eq!(
+        held, receipts,
+        "processing list: newest first, as LMOVE RIGHT LEFT leaves it"
+    );
+    let waiting = lrange(&mut conn, &keys_of(&queue).wait).await;
+    assert_eq!(waiting.len(), total - batch);
+
+    complete_all(&worker, &first);
+    let rest = rx.jobs(total - batch, DEADLINE).await;
+    let payloads: Vec<String> = rest.iter().map(|j| j.payload.clone()).collect();
+    let want: Vec<String> = (batch..total).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, want);
+    complete_all(&worker, &rest);
     wait_drained(&queue, DEADLINE).await;
     close(worker).await;
-    assert!(errors(&rx.drain_events()).is_empty());
 }

@@ -1,6 +1,11 @@
-//! Jobs that never finish end up in the dead-letter stream instead of looping forever: poison
-//! messages that crash every worker past `max_deliveries`, and jobs whose handler fails
-//! `max_attempts` times (with their last error message).
+//! Dead letters: jobs that never finish end up in the dead-letter stream (both modes keep dead
+//! letters in a stream) instead of looping forever: poison jobs whose workers crash past
+//! `max_deliveries`, and jobs whose handler fails `max_attempts` times (with their last error
+//! message).
+//!
+//! Tests are per mode: each one here looks at one mode's keys (the main stream and its trimming;
+//! processing lists and envelopes), so it runs in that mode only and is named `stream_mode_*` or
+//! `list_mode_*`. Deadlines are hang guards, not timing assertions.
 
 mod common;
 
@@ -12,6 +17,14 @@ use holdfast_core::{Job, NewJob, Outcome, Queue, WorkerConfig, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 
 const DEADLINE: Duration = Duration::from_secs(10);
+
+fn cfg(visibility_timeout: Duration) -> WorkerConfig {
+    WorkerConfig {
+        visibility_timeout,
+        block: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
 
 fn crashy(max_deliveries: u32) -> WorkerConfig {
     WorkerConfig {
@@ -146,15 +159,17 @@ async fn run_one_ordinary_job(queue: &Queue, conn: &mut MultiplexedConnection) {
     close(worker).await;
 }
 
+// stream mode only: waits for the main stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_job_with_max_deliveries_1_goes_dead_after_one_crash() {
+async fn stream_mode_poison_job_with_max_deliveries_1_goes_dead_after_one_crash() {
     let (_redis, queue, mut conn) = poison_goes_dead(1).await;
     // The dead-lettered entry leaves the stream at the latest with the next trim.
     run_one_ordinary_job(&queue, &mut conn).await;
 }
 
+// stream mode only: waits for the main stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_job_with_max_deliveries_2_goes_dead_after_two_crashes() {
+async fn stream_mode_poison_job_with_max_deliveries_2_goes_dead_after_two_crashes() {
     let (_redis, queue, mut conn) = poison_goes_dead(2).await;
     run_one_ordinary_job(&queue, &mut conn).await;
 }
@@ -163,9 +178,10 @@ async fn poison_job_with_max_deliveries_2_goes_dead_after_two_crashes() {
 /// is XACKed but no trim is scheduled (only the acker trims, after its own flushes), so its
 /// payload stays in the main stream until some later job is acknowledged on that queue; on a
 /// queue that goes quiet it stays for good.
+// stream mode only: the main stream's trimming
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
-async fn poison_entry_leaves_the_stream_once_dead() {
+async fn stream_mode_poison_entry_leaves_the_stream_once_dead() {
     let (_redis, queue, mut conn) = poison_goes_dead(1).await;
     wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
 }
@@ -177,8 +193,9 @@ async fn next_attempt(rx: &mut Received, id: &str, attempt: u32) -> Job {
     job
 }
 
+// stream mode only: waits for the main stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
+async fn stream_mode_failing_handler_is_retried_up_to_max_attempts_then_dead() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "handler-fails");
     let keys = keys_of(&queue);
@@ -246,8 +263,9 @@ async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
     close(worker).await;
 }
 
+// stream mode only: waits for the main stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_job_max_attempts_and_success_after_failure() {
+async fn stream_mode_per_job_max_attempts_and_success_after_failure() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "per-job-max");
     let keys = keys_of(&queue);
@@ -317,4 +335,210 @@ async fn per_job_max_attempts_and_success_after_failure() {
     let events = rx.drain_events();
     assert!(errors(&events).is_empty(), "{events:?}");
     close(worker).await;
+}
+
+// list mode only: a dead worker planted with its processing list
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_poison_element_of_a_dead_worker_goes_to_the_dead_list() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-poison", None);
+    let keys = keys_of(&queue);
+    let mut conn = redis_conn(&url).await;
+    let max_deliveries = 2;
+
+    // Already recovered max_deliveries times (poison), and once (healthy: one more is fine).
+    let poison = "{\"explode\":true}";
+    plant_dead_worker(
+        &mut conn,
+        &keys,
+        "deadhost:1:poison",
+        &[
+            envelope("poison", 1, max_deliveries, None, poison),
+            envelope("healthy", 1, max_deliveries - 1, None, "{\"fine\":true}"),
+        ],
+    )
+    .await;
+
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(
+            WorkerConfig {
+                max_deliveries,
+                ..cfg(Duration::from_millis(500))
+            },
+            dispatch,
+        )
+        .expect("worker");
+
+    let ((id, reason), mut events) = rx
+        .event_where(DEADLINE, |e| match e {
+            WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(id, "poison");
+    assert!(reason.contains("maxDeliveries"), "{reason}");
+
+    let healthy = rx.job(DEADLINE).await;
+    assert_eq!(
+        (
+            healthy.id.as_str(),
+            healthy.payload.as_str(),
+            healthy.attempt
+        ),
+        ("healthy", "{\"fine\":true}", 1)
+    );
+    complete_all(&worker, std::slice::from_ref(&healthy));
+    // The poison element never runs.
+    rx.no_job_for(Duration::from_millis(500)).await;
+
+    assert_eq!(xlen(&mut conn, &keys.dead).await, 1);
+    let records = dead_records(&mut conn, &keys.dead).await;
+    let record = &records[0];
+    assert_eq!((record.id.as_str(), record.d.as_str()), ("poison", poison));
+    assert!(record.err.contains("maxDeliveries"), "{record:?}");
+    assert_eq!(record.a, "1", "{record:?}");
+    assert!(record.t.parse::<u64>().is_ok_and(|t| t > 0), "{record:?}");
+
+    let stats = wait_drained(&queue, DEADLINE).await;
+    assert_eq!(stats.dead, 1, "{stats:?}");
+    assert_eq!(
+        zscore(&mut conn, &keys.workers, "deadhost:1:poison").await,
+        None
+    );
+    assert!(!exists(&mut conn, &keys.active("deadhost:1:poison")).await);
+    events.extend(rx.drain_events());
+    assert_eq!(stalled_ids(&events), ["healthy"], "{events:?}");
+    assert!(errors(&events).is_empty(), "{events:?}");
+    assert!(
+        dead_events(&events).is_empty(),
+        "one Dead event: {events:?}"
+    );
+    close(worker).await;
+    assert_eq!(queue_keys(&mut conn, &queue).await, vec![keys.dead.clone()]);
+}
+
+// list mode only: a raw element LPUSHed on `wait`, processing lists
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_failing_jobs_are_retried_up_to_max_attempts_then_dead() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-fail", None);
+    let keys = keys_of(&queue);
+    let mut conn = redis_conn(&url).await;
+
+    // id -> (payload, attempts it gets)
+    let mut expected: HashMap<String, (String, u32)> = HashMap::new();
+    let jobs = vec![
+        NewJob {
+            job_id: Some("default".into()),
+            ..NewJob::new("{\"max\":\"worker\"}")
+        },
+        NewJob {
+            job_id: Some("low".into()),
+            max_attempts: Some(1),
+            ..NewJob::new("{\"max\":1}")
+        },
+        NewJob {
+            job_id: Some("high".into()),
+            max_attempts: Some(5),
+            ..NewJob::new("{\"max\":5}")
+        },
+    ];
+    for job in &jobs {
+        let max = job.max_attempts.unwrap_or(3);
+        expected.insert(job.job_id.clone().unwrap(), (job.payload.clone(), max));
+    }
+    let generated = queue
+        .add(vec![NewJob::new("{\"generated\":true}")])
+        .await
+        .expect("add")
+        .remove(0);
+    expected.insert(generated, ("{\"generated\":true}".into(), 3));
+    queue.add(jobs).await.expect("add");
+    // A raw element keeps its content-derived id across retries.
+    let raw = "raw failing job";
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&keys.wait)
+        .arg(raw)
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    expected.insert(raw_id(&mut conn, raw).await, (raw.into(), 3));
+
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(
+            WorkerConfig {
+                max_attempts: 3,
+                ..cfg(Duration::from_secs(5))
+            },
+            dispatch,
+        )
+        .expect("worker");
+
+    let total: u32 = expected.values().map(|(_, max)| max).sum();
+    let mut attempts: HashMap<String, Vec<u32>> = HashMap::new();
+    for _ in 0..total {
+        let job = rx.job(DEADLINE).await;
+        let (payload, max) = expected
+            .get(&job.id)
+            .unwrap_or_else(|| panic!("unexpected job {job:?}"));
+        assert_eq!(&job.payload, payload, "{job:?}");
+        let per_job = (*max != 3).then_some(*max);
+        assert_eq!(
+            job.max_attempts, per_job,
+            "the override travels with each retry"
+        );
+        attempts
+            .entry(job.id.clone())
+            .or_default()
+            .push(job.attempt);
+        worker
+            .complete([(
+                job.token,
+                Outcome::failed(format!("{} failed attempt {}", job.id, job.attempt)),
+            )])
+            .expect("complete");
+    }
+    for (id, (_, max)) in &expected {
+        assert_eq!(
+            attempts.get(id).cloned().unwrap_or_default(),
+            (1..=*max).collect::<Vec<_>>(),
+            "{id}"
+        );
+    }
+
+    let mut dead = HashMap::new();
+    while dead.len() < expected.len() {
+        let ((id, reason), _) = rx
+            .event_where(DEADLINE, |e| match e {
+                WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
+                _ => None,
+            })
+            .await;
+        assert!(dead.insert(id.clone(), reason).is_none(), "{id} dead twice");
+    }
+    rx.no_job_for(Duration::from_millis(300)).await;
+
+    let records = dead_records(&mut conn, &keys.dead).await;
+    assert_eq!(records.len(), expected.len(), "{records:?}");
+    for record in &records {
+        let (payload, max) = &expected[&record.id];
+        let last_error = format!("{} failed attempt {max}", record.id);
+        assert_eq!(
+            (&record.d, record.a.as_str(), &record.err),
+            (payload, max.to_string().as_str(), &last_error),
+            "{record:?}"
+        );
+        assert_eq!(dead[&record.id], last_error);
+    }
+    let stats = wait_drained(&queue, DEADLINE).await;
+    assert_eq!(stats.dead, expected.len() as u64, "{stats:?}");
+    assert!(!exists(&mut conn, &keys.active(worker.id())).await);
+    let events = rx.drain_events();
+    assert!(errors(&events).is_empty(), "{events:?}");
+    close(worker).await;
+    assert_eq!(queue_keys(&mut conn, &queue).await, vec![keys.dead.clone()]);
 }

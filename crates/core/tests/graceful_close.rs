@@ -1,17 +1,32 @@
-//! `close` is graceful: it stops fetching at once, waits for the jobs in flight (still renewing
-//! their leases), flushes their acks and leaves the group; later calls report `Closed`.
+//! Graceful close: `close` stops fetching at once, waits for the jobs in flight (still renewing
+//! their leases or heartbeat), flushes their acks and leaves (the consumer group in stream mode;
+//! the heartbeat and processing list in list mode, unless acks are left over); later calls
+//! report `Closed`.
+//!
+//! Tests are per mode: each one here looks at one mode's keys (XPENDING; the heartbeat and the
+//! processing list), so it runs in that mode only and is named `stream_mode_*` or `list_mode_*`.
+//! Deadlines are hang guards, not timing assertions.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{Error, NewJob, Outcome, WorkerConfig};
+use holdfast_core::{Error, NewJob, Outcome, Stats, WorkerConfig};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
+fn cfg(visibility_timeout: Duration) -> WorkerConfig {
+    WorkerConfig {
+        visibility_timeout,
+        block: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+// stream mode only: XPENDING (owner, idle time) and trimming
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_waits_for_jobs_in_flight_and_fetches_no_more() {
+async fn stream_mode_close_waits_for_jobs_in_flight_and_fetches_no_more() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "close");
     let mut conn = redis_conn(&redis.url()).await;
@@ -103,4 +118,141 @@ async fn close_waits_for_jobs_in_flight_and_fetches_no_more() {
     wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
     assert!(errors(&rx.drain_events()).is_empty());
     close(next).await;
+}
+
+// list mode only: the heartbeat and the processing list
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_close_waits_for_jobs_then_removes_heartbeat_and_processing_list() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-close", None);
+    let keys = keys_of(&queue);
+    let mut conn = redis_conn(&url).await;
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(cfg(Duration::from_millis(300)), dispatch)
+        .expect("worker");
+    let id = worker.id().to_owned();
+    let active = keys.active(&id);
+
+    queue
+        .add(vec![NewJob::new("1"), NewJob::new("2")])
+        .await
+        .expect("add");
+    let held = rx.jobs(2, DEADLINE).await;
+
+    let done = {
+        let closing = worker.close();
+        tokio::pin!(closing);
+        // Held for several visibility timeouts while closing: the heartbeat keeps the jobs.
+        let early = tokio::time::timeout(Duration::from_millis(1000), &mut closing).await;
+        assert!(
+            early.is_err(),
+            "close returned with jobs in flight: {early:?}"
+        );
+        let late = queue.add(vec![NewJob::new("late")]).await.expect("add");
+        assert_eq!(late.len(), 1);
+        let deadline = zscore(&mut conn, &keys.workers, &id)
+            .await
+            .expect("heartbeat while closing");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as f64;
+        assert!(
+            deadline > now,
+            "the heartbeat deadline {deadline} passed ({now})"
+        );
+        assert_eq!(llen(&mut conn, &active).await, 2);
+        complete_all(&worker, &held);
+        tokio::time::timeout(DEADLINE, closing)
+            .await
+            .expect("close hung")
+    };
+    done.expect("close");
+    // The late job was not fetched by the closing worker.
+    rx.no_job_for(Duration::from_millis(200)).await;
+
+    assert_eq!(zscore(&mut conn, &keys.workers, &id).await, None);
+    assert!(!exists(&mut conn, &active).await);
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        Stats {
+            waiting: 1,
+            ..Stats::default()
+        }
+    );
+    assert_eq!(queue_keys(&mut conn, &queue).await, vec![keys.wait.clone()]);
+    let events = rx.drain_events();
+    assert!(events.is_empty(), "{events:?}");
+    assert!(matches!(
+        worker.complete([(0, Outcome::Completed)]),
+        Err(holdfast_core::Error::Closed)
+    ));
+
+    // An idle worker closes at once too, and leaves nothing behind.
+    let (dispatch, mut rx) = channel_dispatch();
+    let idle = queue
+        .worker(cfg(Duration::from_millis(300)), dispatch)
+        .expect("worker");
+    let late = rx.job(DEADLINE).await;
+    assert_eq!(late.payload, "late");
+    complete_all(&idle, &[late]);
+    wait_drained(&queue, DEADLINE).await;
+    close(idle).await;
+    assert_eq!(queue_keys(&mut conn, &queue).await, Vec::<String>::new());
+}
+
+/// `leave` keeps the heartbeat while the processing list is not empty (acks that could not be
+/// written on close; here: an element the worker never held), so a reaper returns what is left.
+// list mode only: an element planted on the processing list
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_close_keeps_the_heartbeat_while_the_processing_list_is_not_empty() {
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-close-left", None);
+    let keys = keys_of(&queue);
+    let mut conn = redis_conn(&url).await;
+    let vt = Duration::from_millis(500);
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue.worker(cfg(vt), dispatch).expect("worker");
+    let id = worker.id().to_owned();
+    let active = keys.active(&id);
+    eventually(DEADLINE, "worker registered", || {
+        let mut conn = conn.clone();
+        let (workers, id) = (keys.workers.clone(), id.clone());
+        async move {
+            match zscore(&mut conn, &workers, &id).await {
+                Some(_) => Ok(()),
+                None => Err("no heartbeat yet".into()),
+            }
+        }
+    })
+    .await;
+    let left = envelope("left-behind", 1, 0, None, "{\"left\":true}");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&active)
+        .arg(&left)
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    close(worker).await;
+    rx.no_job_for(Duration::from_millis(100)).await;
+    assert!(zscore(&mut conn, &keys.workers, &id).await.is_some());
+    assert_eq!(lrange(&mut conn, &active).await, [left]);
+
+    // Once its deadline passes, another worker returns the element and runs it.
+    let queue_b = same_queue(&queue);
+    let (dispatch_b, mut rx_b) = channel_dispatch();
+    let worker_b = queue_b.worker(cfg(vt), dispatch_b).expect("worker b");
+    let job = rx_b.job(DEADLINE).await;
+    assert_eq!((job.id.as_str(), job.attempt), ("left-behind", 1));
+    complete_all(&worker_b, std::slice::from_ref(&job));
+    rx_b.no_job_for(Duration::from_millis(300)).await;
+    wait_drained(&queue, DEADLINE).await;
+    let events = rx_b.drain_events();
+    assert_eq!(stalled_ids(&events), ["left-behind"], "{events:?}");
+    assert_eq!(zscore(&mut conn, &keys.workers, &id).await, None);
+    close(worker_b).await;
+    assert_eq!(queue_keys(&mut conn, &queue).await, Vec::<String>::new());
 }

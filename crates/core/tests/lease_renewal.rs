@@ -1,5 +1,10 @@
-//! A job held far longer than the visibility timeout stays with its worker: the worker renews the
-//! lease from its own timer, so another worker on the same queue never recovers it.
+//! Lease renewal: a job held far longer than the visibility timeout stays with its worker: the
+//! worker renews the lease from its own timer, so another worker on the same queue never
+//! recovers it.
+//!
+//! The one test here checks the stream's pending entry (XPENDING), so it runs in stream mode only
+//! and is named `stream_mode_*`. List mode holds jobs by the worker's heartbeat instead, which
+//! graceful_close.rs checks while a worker closes with jobs in flight.
 
 mod common;
 
@@ -18,8 +23,9 @@ fn short_lease() -> WorkerConfig {
     }
 }
 
+// stream mode only: XPENDING (owner, idle time, delivery count)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_job_keeps_its_lease() {
+async fn stream_mode_a_held_job_keeps_its_lease() {
     let redis = TestRedis::shared_or_spawn();
     let queue = queue(&redis.url(), "lease");
     let keys = keys_of(&queue);

@@ -1,8 +1,13 @@
-//! Redis goes away and comes back: `add` fails fast with a connection error instead of hanging,
-//! the worker reports errors and keeps going, and once Redis is back on the same port the worker
-//! picks up new jobs and finishes them by itself (new connections, script cache and consumer
-//! group recreated). Also: every client connection cut while jobs are in flight (data kept) heals
-//! without losing or repeating a job.
+//! Reconnects: Redis goes away and comes back, or every client connection is cut. `add` fails
+//! fast with a connection error instead of hanging, the worker reports errors and keeps going,
+//! and once Redis is back on the same port the worker picks up new jobs and finishes them by
+//! itself (new connections, script cache and consumer group recreated). Connections cut while
+//! jobs are in flight (data kept) heal without losing or repeating a job; in list mode a job
+//! whose fetch reply was lost in the cut (an orphan on the processing list) runs once.
+//!
+//! Tests of the public API run once per mode (`for mode in MODES`); tests that look at one
+//! mode's keys run in that mode only and are named `stream_mode_*` / `list_mode_*`. Deadlines
+//! are hang guards, not timing assertions.
 
 mod common;
 
@@ -10,11 +15,23 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{Error, NewJob, Queue, WorkerConfig, WorkerEvent};
+use holdfast_core::{Error, Job, NewJob, Queue, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// A hang check, not a timing test.
 const FAIL_FAST: Duration = Duration::from_secs(10);
+
+fn cfg(visibility_timeout: Duration) -> WorkerConfig {
+    WorkerConfig {
+        visibility_timeout,
+        block: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+fn ids_of(jobs: &[Job]) -> HashSet<String> {
+    jobs.iter().map(|j| j.id.clone()).collect()
+}
 
 async fn add_n(queue: &Queue, tag: &str, n: usize) -> HashSet<String> {
     let jobs = (0..n)
@@ -23,8 +40,9 @@ async fn add_n(queue: &Queue, tag: &str, n: usize) -> HashSet<String> {
     queue.add(jobs).await.expect("add").into_iter().collect()
 }
 
+// stream mode only: waits for the stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_survives_a_redis_restart() {
+async fn stream_mode_worker_survives_a_redis_restart() {
     let mut redis = TestRedis::spawn();
     let queue = queue(&redis.url(), "reconnect");
     let (dispatch, mut rx) = channel_dispatch();
@@ -124,39 +142,43 @@ async fn worker_survives_a_redis_restart() {
     close(worker).await;
 }
 
-/// Core bug: the shared ConnectionManager (connection.rs `manager`) keeps the failed reconnect
+/// Core bug: the shared ConnectionManager (`conn.rs` `Conn`) keeps the failed reconnect
 /// attempt it made while Redis was down, and hands that stale "Connection refused" to the next
 /// command. A producer that sends nothing else therefore fails its first `add` after an outage,
 /// however long Redis has been back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn first_add_after_an_outage_succeeds() {
-    let mut redis = TestRedis::spawn();
-    let queue = queue(&redis.url(), "producer-reconnect");
-    queue
-        .add(vec![NewJob::new("{}")])
-        .await
-        .expect("add while Redis is up");
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let mut redis = TestRedis::spawn();
+        let queue = queue_in(&redis.url(), "producer-reconnect", mode);
+        queue
+            .add(vec![NewJob::new("{}")])
+            .await
+            .expect("add while Redis is up");
 
-    redis.stop();
-    let res = tokio::time::timeout(FAIL_FAST, queue.add(vec![NewJob::new("{}")]))
-        .await
-        .expect("add hung");
-    assert!(matches!(res, Err(Error::Connection(_))), "{res:?}");
-    // Let the manager's background reconnect attempt fail for good while Redis is down.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+        redis.stop();
+        let res = tokio::time::timeout(FAIL_FAST, queue.add(vec![NewJob::new("{}")]))
+            .await
+            .expect("add hung");
+        assert!(matches!(res, Err(Error::Connection(_))), "{res:?}");
+        // Let the manager's background reconnect attempt fail for good while Redis is down.
+        tokio::time::sleep(Duration::from_secs(1)).await;
 
-    redis.restart();
-    // Redis has been back for a while; nothing else used the queue's connection meanwhile.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let res = tokio::time::timeout(FAIL_FAST, queue.add(vec![NewJob::new("{}")]))
-        .await
-        .expect("add hung");
-    assert!(res.is_ok(), "first add with Redis up for 1 s: {res:?}");
+        redis.restart();
+        // Redis has been back for a while; nothing else used the queue's connection meanwhile.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let res = tokio::time::timeout(FAIL_FAST, queue.add(vec![NewJob::new("{}")]))
+            .await
+            .expect("add hung");
+        assert!(res.is_ok(), "first add with Redis up for 1 s: {res:?}");
+    }
 }
 
+// stream mode only: waits for the stream to be trimmed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_connections_heal_without_losing_or_repeating_jobs() {
+async fn stream_mode_dropped_connections_heal_without_losing_or_repeating_jobs() {
     // Its own server: it cuts every client connection.
     let redis = TestRedis::spawn();
     let queue = queue(&redis.url(), "client-kill");
@@ -229,4 +251,112 @@ async fn dropped_connections_heal_without_losing_or_repeating_jobs() {
         "{events:?}"
     );
     close(worker).await;
+}
+
+// list mode only: an orphan planted on the processing list
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mode_orphan_of_a_lost_fetch_reply_runs_once_after_a_reconnect() {
+    // the hang guard this test had in list_mode.rs (this file's is 20 s)
+    const DEADLINE: Duration = Duration::from_secs(10);
+    let redis = TestRedis::spawn();
+    let url = redis.url();
+    let queue = list_queue(&url, "list-reclaim", None);
+    let keys = keys_of(&queue);
+    let mut conn = redis_conn(&url).await;
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(
+            WorkerConfig {
+                block: Duration::from_millis(500),
+                ..cfg(Duration::from_secs(3))
+            },
+            dispatch,
+        )
+        .expect("worker");
+    let active = keys.active(worker.id());
+
+    // Jobs the worker legitimately holds across the cut.
+    let held_ids = queue
+        .add(
+            (0..3)
+                .map(|i| NewJob::new(format!("{{\"held\":{i}}}")))
+                .collect(),
+        )
+        .await
+        .expect("add");
+    let held = rx.jobs(3, DEADLINE).await;
+    assert_eq!(ids_of(&held), held_ids.iter().cloned().collect());
+
+    // A job moved into the processing list whose reply never reached the worker.
+    let orphan = envelope("orphan-1", 1, 0, None, "{\"orphan\":true}");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&active)
+        .arg(&orphan)
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    assert_eq!(llen(&mut conn, &active).await, 4);
+
+    // Every connection of the worker and of the queue is cut; the test's own survives.
+    let killed = kill_other_clients(&mut conn).await;
+    assert!(killed >= 2, "killed {killed} connections");
+
+    let job = rx.job(DEADLINE).await;
+    assert_eq!(
+        (job.id.as_str(), job.payload.as_str(), job.attempt),
+        ("orphan-1", "{\"orphan\":true}", 1),
+        "{job:?}"
+    );
+    // Nothing else: the jobs held across the cut are not orphans, and the orphan runs once.
+    rx.no_job_for(Duration::from_millis(1500)).await;
+    let events = rx.drain_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, WorkerEvent::Error(err) if err.is_connection())),
+        "the worker noticed the cut: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
+        "{events:?}"
+    );
+    let mut listed = lrange(&mut conn, &active).await;
+    listed.sort();
+    let mut want: Vec<String> = held.iter().map(|j| j.receipt.clone()).collect();
+    want.push(orphan.clone());
+    want.sort();
+    assert_eq!(listed, want, "the held jobs stay in the processing list");
+    assert_eq!(llen(&mut conn, &keys.wait).await, 0);
+
+    // The held jobs (and the orphan) complete normally: their LREMs find them.
+    complete_all(&worker, &held);
+    complete_all(&worker, std::slice::from_ref(&job));
+    eventually(DEADLINE, "the processing list is empty", || {
+        let mut conn = conn.clone();
+        let active = active.clone();
+        async move {
+            match llen(&mut conn, &active).await {
+                0 => Ok(()),
+                n => Err(format!("LLEN {n}")),
+            }
+        }
+    })
+    .await;
+
+    // And it still fetches new jobs (added through a fresh handle: the queue's own connection
+    // was cut too).
+    let producer = same_queue(&queue);
+    let more = producer
+        .add(vec![NewJob::new("{\"after\":1}")])
+        .await
+        .expect("add after the cut");
+    let after = rx.job(DEADLINE).await;
+    assert_eq!(after.id, more[0]);
+    complete_all(&worker, &[after]);
+    let stats = wait_drained(&queue, DEADLINE).await;
+    assert_eq!(stats.dead, 0, "{stats:?}");
+    close(worker).await;
+    assert_eq!(queue_keys(&mut conn, &queue).await, Vec::<String>::new());
 }
