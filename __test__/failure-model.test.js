@@ -1,5 +1,5 @@
 'use strict'
-// Issue 4's failure model, in both modes: backoff through the delayed zset, delayed jobs, the
+// The failure model, in both modes: backoff through the delayed zset, delayed jobs, the
 // scheduler race, dead letters, dedup, handler timeouts, pause/resume. No assertion on timing:
 // delays are checked through the state in Redis and the values the events report.
 const test = require('node:test')

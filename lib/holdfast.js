@@ -228,7 +228,7 @@ class ReliableQueue {
     return worker
   }
 
-  /** Counts: waiting, active, delayed, dead, workers. */
+  /** Counts: waiting, active, delayed, dead, workers, and whether the queue is paused. */
   stats() {
     return this._call((n) => n.stats())
   }

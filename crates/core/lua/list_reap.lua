@@ -1,7 +1,7 @@
 -- Returns a dead worker's whole processing list to the wait list and forgets the worker, once:
 -- the first reaper to run this for a worker does the work, every later one finds it gone.
 -- Each return counts as a recovery in the element's envelope; an element recovered more than
--- max-deliveries times goes to the dead list instead (a poison message).
+-- max-deliveries times goes to the dead letters instead (a poison message).
 -- Elements are envelopes or raw data (lib/envelope.lua and lib/dead.lua are prepended).
 -- KEYS[1] workers (zset: worker id -> heartbeat deadline, unix ms)
 -- KEYS[2] active:<worker id> (list)

@@ -128,7 +128,8 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// Deliveries of one entry (crashes, expired leases) before it goes to `dead`.
     pub max_deliveries: u32,
-    /// BLOCK of each XREADGROUP; also bounds how long `close` waits for a blocked read.
+    /// Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE timeout); also bounds how
+    /// long `close` waits for a blocked read.
     pub block: Duration,
     /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'),
     /// handed out by [`crate::Worker::complete`].

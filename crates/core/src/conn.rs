@@ -1,7 +1,8 @@
-//! Connections, and the one way short commands are run. Two kinds of connection, for reasons
-//! measured in NOTES.md: a shared multiplexed ConnectionManager for short commands ([`Conn`]),
-//! and one dedicated connection per blocking loop whose response timeout outlasts its BLOCK (the
-//! default 500 ms timeout would discard a reply that already moved a job to us).
+//! Connections, and the one way short commands are run. Two kinds of connection: a shared
+//! multiplexed ConnectionManager for short commands ([`Conn`]), and one dedicated connection per
+//! blocking loop whose response timeout outlasts its BLOCK. The redis crate's default 500 ms
+//! response timeout would discard a reply that already moved a job to us, and a blocking call
+//! stalls every other command on its connection (both measured; see ARCHITECTURE.md).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -43,7 +43,7 @@ impl Batch {
     }
 }
 
-pub(super) async fn run(inner: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
     let mut batch = Batch::default();
     let mut next_trim = Instant::now();
     let mut open = true;
@@ -63,7 +63,7 @@ pub(super) async fn run(inner: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fini
                 match tokio::time::timeout(left, rx.recv()).await {
                     Ok(m) => m,
                     Err(_) => {
-                        trim(&inner, &mut batch, &mut next_trim).await;
+                        trim(&shared, &mut batch, &mut next_trim).await;
                         continue;
                     }
                 }
@@ -88,17 +88,17 @@ pub(super) async fn run(inner: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fini
         if batch.is_empty() {
             continue;
         }
-        match flush(&inner, &batch.acks, &mut batch.others).await {
+        match flush(&shared, &batch.acks, &mut batch.others).await {
             Ok(()) => {
                 batch.acks.clear();
                 backoff.reset();
-                batch.untrimmed |= inner.protocol.trims();
+                batch.untrimmed |= shared.protocol.trims();
                 if batch.untrimmed && (Instant::now() >= next_trim || !open) {
-                    trim(&inner, &mut batch, &mut next_trim).await;
+                    trim(&shared, &mut batch, &mut next_trim).await;
                 }
             }
             Err(e) => {
-                inner.emit(WorkerEvent::Error(e));
+                shared.emit(WorkerEvent::Error(e));
                 if !open {
                     close_tries += 1;
                     if close_tries >= CLOSE_TRIES {
@@ -110,14 +110,14 @@ pub(super) async fn run(inner: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fini
         }
     }
     if batch.untrimmed {
-        trim(&inner, &mut batch, &mut next_trim).await;
+        trim(&shared, &mut batch, &mut next_trim).await;
     }
 }
 
 /// Writes one batch: acks in one go, then failures and dead letters one script call each (they
 /// are rare). Those done are removed from `others`, so a retry after an error repeats none.
-async fn flush(inner: &Shared, acks: &[String], others: &mut Vec<Finish>) -> Result<()> {
-    let (p, c) = (&*inner.protocol, &inner.consumer);
+async fn flush(shared: &Shared, acks: &[String], others: &mut Vec<Finish>) -> Result<()> {
+    let (p, c) = (&*shared.protocol, &shared.consumer);
     if !acks.is_empty() {
         p.ack(c, acks).await?;
     }
@@ -138,7 +138,7 @@ async fn flush(inner: &Shared, acks: &[String], others: &mut Vec<Finish>) -> Res
                 reason,
             } => {
                 if p.dead(c, receipt, id, *attempts, reason).await? {
-                    inner.emit(WorkerEvent::Dead {
+                    shared.emit(WorkerEvent::Dead {
                         id: id.clone(),
                         reason: reason.clone(),
                     });
@@ -151,15 +151,15 @@ async fn flush(inner: &Shared, acks: &[String], others: &mut Vec<Finish>) -> Res
     Ok(())
 }
 
-async fn trim(inner: &Shared, batch: &mut Batch, next_trim: &mut Instant) {
+async fn trim(shared: &Shared, batch: &mut Batch, next_trim: &mut Instant) {
     *next_trim = Instant::now() + TRIM_EVERY;
-    match inner.protocol.trim().await {
+    match shared.protocol.trim().await {
         Ok(()) => batch.untrimmed = false,
         // Trimming is housekeeping: try again later.
         Err(e) => {
             *next_trim = Instant::now() + Duration::from_secs(1);
             if !e.is_connection() {
-                inner.emit(WorkerEvent::Error(e));
+                shared.emit(WorkerEvent::Error(e));
             }
         }
     }

@@ -20,7 +20,7 @@ pub enum WorkerEvent {
     /// Jobs recovered from a dead worker or an expired lease: about to run again here (stream
     /// mode), or returned to the wait list by this worker's reaper (list mode).
     Stalled { ids: Vec<String> },
-    /// A job moved to the dead-letter stream or list.
+    /// A job moved to the dead letters.
     Dead { id: String, reason: String },
 }
 

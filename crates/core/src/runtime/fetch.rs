@@ -17,8 +17,8 @@ use crate::util::Backoff;
 /// How often maintenance reads the queue's paused flag, and how often a paused loop looks at it.
 pub(super) const PAUSE_POLL: Duration = Duration::from_millis(200);
 
-pub(super) async fn run(inner: Arc<Shared>) {
-    let mut closing = inner.closing.subscribe();
+pub(super) async fn run(shared: Arc<Shared>) {
+    let mut closing = shared.closing.subscribe();
     let mut conn: Option<AnyReader> = None;
     let mut connected_before = false;
     let mut backoff = Backoff::default();
@@ -27,21 +27,21 @@ pub(super) async fn run(inner: Arc<Shared>) {
     // The last read found fewer jobs than it asked for: the queue ran dry, so the next read will
     // likely block, and asks for no more than the configured prefetch (see `free_slots`).
     let mut drained = true;
-    let p = &*inner.protocol;
-    let c = &inner.consumer;
+    let p = &*shared.protocol;
+    let c = &shared.consumer;
 
-    while !inner.is_closing() {
-        if inner.gate.is_paused() {
+    while !shared.is_closing() {
+        if shared.gate.is_paused() {
             tokio::select! {
                 _ = tokio::time::sleep(PAUSE_POLL) => {}
                 _ = closing.wait_for(|c| *c) => {}
             }
             continue;
         }
-        let free = inner.free_slots(drained);
+        let free = shared.free_slots(drained);
         if free == 0 {
-            let freed = inner.freed.notified();
-            if inner.free_slots(drained) == 0 && !inner.is_closing() {
+            let freed = shared.freed.notified();
+            if shared.free_slots(drained) == 0 && !shared.is_closing() {
                 freed.await;
             }
             continue;
@@ -49,13 +49,13 @@ pub(super) async fn run(inner: Arc<Shared>) {
 
         let reader = match conn.as_mut() {
             Some(r) => r,
-            None => match connect(&inner, connected_before).await {
+            None => match connect(&shared, connected_before).await {
                 Ok(r) => {
                     connected_before = true;
                     conn.insert(r)
                 }
                 Err(e) => {
-                    fail(&inner, e, &mut conn, &mut backoff, &mut closing).await;
+                    fail(&shared, e, &mut conn, &mut backoff, &mut closing).await;
                     continue;
                 }
             },
@@ -66,83 +66,83 @@ pub(super) async fn run(inner: Arc<Shared>) {
                 Ok(found) => {
                     next_recover = match found.more {
                         true => Instant::now(), // more of the pending list to scan
-                        false => Instant::now() + inner.cfg.recover_every(),
+                        false => Instant::now() + shared.cfg.recover_every(),
                     };
                     if !found.dead.is_empty() {
-                        inner.request_trim();
-                        inner.emit_dead(found.dead);
+                        shared.request_trim();
+                        shared.emit_dead(found.dead);
                     }
                     if !found.jobs.is_empty() {
-                        inner.emit(WorkerEvent::Stalled {
+                        shared.emit(WorkerEvent::Stalled {
                             ids: found.jobs.iter().map(|j| j.id.clone()).collect(),
                         });
-                        inner.deliver(found.jobs);
+                        shared.deliver(found.jobs);
                     }
                 }
                 Err(e) => {
-                    next_recover = Instant::now() + inner.cfg.recover_every();
-                    handle(&inner, e, &mut conn, &mut backoff, &mut closing).await;
+                    next_recover = Instant::now() + shared.cfg.recover_every();
+                    handle(&shared, e, &mut conn, &mut backoff, &mut closing).await;
                 }
             }
             continue;
         }
 
-        let block = inner
+        let block = shared
             .cfg
             .block
             .min(next_recover.saturating_duration_since(Instant::now()));
         let block_ms = block.as_millis().max(1) as u64;
-        if !inner.gate.enter_read() {
+        if !shared.gate.enter_read() {
             continue;
         }
         let read = p.read(reader, c, free, block_ms).await;
-        inner.gate.leave_read();
+        shared.gate.leave_read();
         match read {
             Ok(read) => {
                 drained = read.jobs.len() < free;
                 if drained {
-                    inner.prefetch.reset();
+                    shared.prefetch.reset();
                 }
                 backoff.reset();
-                inner.emit_dead(read.dead);
-                inner.deliver(read.jobs);
+                shared.emit_dead(read.dead);
+                shared.deliver(read.jobs);
             }
-            Err(e) => handle(&inner, e, &mut conn, &mut backoff, &mut closing).await,
+            Err(e) => handle(&shared, e, &mut conn, &mut backoff, &mut closing).await,
         }
     }
-    inner.gate.set_client(-1);
+    shared.gate.set_client(-1);
 }
 
 async fn handle(
-    inner: &Shared,
+    shared: &Shared,
     err: Error,
     conn: &mut Option<AnyReader>,
     backoff: &mut Backoff,
     closing: &mut watch::Receiver<bool>,
 ) {
-    if inner.protocol.needs_prepare(&err) {
-        if let Err(e) = inner.protocol.prepare().await {
-            fail(inner, e, conn, backoff, closing).await;
+    if shared.protocol.needs_prepare(&err) {
+        if let Err(e) = shared.protocol.prepare().await {
+            fail(shared, e, conn, backoff, closing).await;
         }
     } else {
-        fail(inner, err, conn, backoff, closing).await;
+        fail(shared, err, conn, backoff, closing).await;
     }
 }
 
 /// Reports the error, drops the connection, and sleeps the backoff (cut short by close).
 async fn fail(
-    inner: &Shared,
+    shared: &Shared,
     err: Error,
     conn: &mut Option<AnyReader>,
     backoff: &mut Backoff,
     closing: &mut watch::Receiver<bool>,
 ) {
-    if inner.is_closing() {
+    if shared.is_closing() {
         return;
     }
-    inner.emit(WorkerEvent::Error(err));
+    shared.emit(WorkerEvent::Error(err));
     *conn = None;
-    inner.gate.set_client(-1);
+    shared.gate.set_client(-1);
     let wait = backoff.next();
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
@@ -152,21 +152,21 @@ async fn fail(
 
 /// A fresh blocking connection, after registering this worker (its heartbeat must exist before
 /// it holds any job) and, on a reconnect, returning jobs whose fetch reply was lost.
-async fn connect(inner: &Shared, reconnect: bool) -> Result<AnyReader> {
-    let p = &*inner.protocol;
-    let c = &inner.consumer;
+async fn connect(shared: &Shared, reconnect: bool) -> Result<AnyReader> {
+    let p = &*shared.protocol;
+    let c = &shared.consumer;
     p.common().heartbeat(c).await?;
     p.prepare().await?;
     if reconnect {
         if let Some(listed) = p.listed(c).await? {
             // In this order: a job acked after `held` is taken is flushed before the compare.
-            let held = inner.slab().receipts();
-            inner.flush_acks().await?;
+            let held = shared.slab().receipts();
+            shared.flush_acks().await?;
             p.return_orphans(c, listed, held).await?;
         }
     }
-    let block = inner.cfg.block;
+    let block = shared.cfg.block;
     let (reader, id) = p.connect_reader(block).await?;
-    inner.gate.set_client(id);
+    shared.gate.set_client(id);
     Ok(reader)
 }

@@ -29,7 +29,7 @@ pub use dispatch::{Dispatch, Outcome, WorkerEvent};
 use shared::{Finish, Shared};
 
 pub struct Worker {
-    inner: Arc<Shared>,
+    shared: Arc<Shared>,
     tasks: Mutex<Option<Tasks>>,
 }
 
@@ -56,17 +56,17 @@ impl Worker {
             max_deliveries: cfg.max_deliveries,
             recover_every: cfg.recover_every(),
         };
-        let inner = Arc::new(Shared::new(protocol, consumer, cfg, dispatch, finish_tx));
+        let shared = Arc::new(Shared::new(protocol, consumer, cfg, dispatch, finish_tx));
         let (stop_maintenance, stop_rx) = watch::channel(false);
         let tasks = Tasks {
-            acker: tokio::spawn(acker::run(inner.clone(), finish_rx)),
-            maintenance: tokio::spawn(maintenance::run(inner.clone(), stop_rx.clone())),
-            scheduler: tokio::spawn(scheduler::run(inner.clone(), stop_rx)),
-            fetch: tokio::spawn(fetch::run(inner.clone())),
+            acker: tokio::spawn(acker::run(shared.clone(), finish_rx)),
+            maintenance: tokio::spawn(maintenance::run(shared.clone(), stop_rx.clone())),
+            scheduler: tokio::spawn(scheduler::run(shared.clone(), stop_rx)),
+            fetch: tokio::spawn(fetch::run(shared.clone())),
             stop_maintenance,
         };
         Ok(Self {
-            inner,
+            shared,
             tasks: Mutex::new(Some(tasks)),
         })
     }
@@ -74,15 +74,15 @@ impl Worker {
     /// This worker's consumer name in the group and its id in the `workers` zset. Unique per
     /// process run, never reused.
     pub fn id(&self) -> &str {
-        &self.inner.consumer.id
+        &self.shared.consumer.id
     }
 
     pub fn config(&self) -> &WorkerConfig {
-        &self.inner.cfg
+        &self.shared.cfg
     }
 
     pub fn in_flight(&self) -> usize {
-        self.inner.slab().len()
+        self.shared.slab().len()
     }
 
     /// Reports finished jobs. Completed ones are acknowledged in batches; failed ones are
@@ -91,12 +91,12 @@ impl Worker {
     /// Returns the next jobs to run (prefetched ones, for the handler slots just freed): hand
     /// them to the handlers as if they came through [`Dispatch::jobs`].
     pub fn complete(&self, results: impl IntoIterator<Item = (u32, Outcome)>) -> Result<Vec<Job>> {
-        let tx = self.inner.finisher().ok_or(Error::Closed)?;
+        let tx = self.shared.finisher().ok_or(Error::Closed)?;
         let mut finished = 0;
         // One message for all the acks of this call: the hot path sends per batch, not per job.
         let mut acks = Vec::new();
         let now_idle = {
-            let mut slab = self.inner.slab();
+            let mut slab = self.shared.slab();
             for (token, outcome) in results {
                 let Some(job) = slab.remove(token) else {
                     continue;
@@ -108,7 +108,7 @@ impl Worker {
                         continue;
                     }
                     Outcome::Failed { reason, retry_in } => {
-                        let max = job.max_attempts.unwrap_or(self.inner.cfg.max_attempts);
+                        let max = job.max_attempts.unwrap_or(self.shared.cfg.max_attempts);
                         if job.attempt < max {
                             Finish::Retry {
                                 receipt: job.receipt,
@@ -136,12 +136,12 @@ impl Worker {
         if !acks.is_empty() {
             let _ = tx.send(Finish::Acks(acks));
         }
-        self.inner.prefetch.finished(finished);
-        self.inner.freed.notify_one();
+        self.shared.prefetch.finished(finished);
+        self.shared.freed.notify_one();
         if now_idle {
-            self.inner.idle.notify_waiters();
+            self.shared.idle.notify_waiters();
         }
-        Ok(self.inner.take_ready(finished))
+        Ok(self.shared.take_ready(finished))
     }
 
     /// Graceful stop: stop fetching, wait for jobs in flight (their leases are still renewed),
@@ -151,14 +151,14 @@ impl Worker {
         let Some(tasks) = self.tasks.lock().unwrap().take() else {
             return Ok(());
         };
-        let inner = &self.inner;
-        inner.closing.send_replace(true);
-        inner.freed.notify_waiters();
+        let shared = &self.shared;
+        shared.closing.send_replace(true);
+        shared.freed.notify_waiters();
         // Wake a blocked read. The read may not have started yet (the loop can be between two
         // commands), so keep unblocking until the fetch task has ended.
         let mut fetch = tasks.fetch;
         loop {
-            inner.unblock_read().await;
+            shared.unblock_read().await;
             if tokio::time::timeout(std::time::Duration::from_millis(50), &mut fetch)
                 .await
                 .is_ok()
@@ -166,22 +166,22 @@ impl Worker {
                 break;
             }
         }
-        inner.release_prefetched();
+        shared.release_prefetched();
         loop {
-            let idle = inner.idle.notified();
-            if inner.slab().len() == 0 {
+            let idle = shared.idle.notified();
+            if shared.slab().len() == 0 {
                 break;
             }
             idle.await;
         }
-        inner.stop_finishing();
+        shared.stop_finishing();
         let _ = tasks.acker.await;
         tasks.stop_maintenance.send_replace(true);
         let _ = tasks.maintenance.await;
         let _ = tasks.scheduler.await;
-        let common = inner.protocol.common();
-        if inner.protocol.leave(&inner.consumer).await? {
-            common.unregister(&inner.consumer).await?;
+        let common = shared.protocol.common();
+        if shared.protocol.leave(&shared.consumer).await? {
+            common.unregister(&shared.consumer).await?;
         }
         Ok(())
     }

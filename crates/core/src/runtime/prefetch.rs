@@ -1,8 +1,8 @@
-//! How many jobs a worker reads ahead of its free handler slots. Fixed when `prefetch_max` is not
-//! above `prefetch`; otherwise adaptive: about as many as the handlers finished in the last
-//! `WINDOW`, within `prefetch..=prefetch_max` and a payload budget. Per-read costs (a round trip,
+//! How many jobs a worker reads ahead of its free handler slots (`PrefetchPolicy`). Fixed when
+//! the ceiling is not above the floor; otherwise adaptive: about as many as the handlers finished
+//! in the last `WINDOW`, between floor and ceiling and within a payload budget. Per-read costs (a round trip,
 //! wakeups, a batch crossing into JS) are then spread over many jobs when handlers are fast,
-//! while slow handlers hold no more than `prefetch` ahead and leave the rest to other workers.
+//! while slow handlers hold no more than the floor ahead and leave the rest to other workers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

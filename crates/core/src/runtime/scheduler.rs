@@ -18,9 +18,9 @@ const BATCH: usize = 500;
 /// one the last look saw. Keeps a due job's start within ~this under light load.
 const MAX_WAIT: Duration = Duration::from_millis(25);
 
-pub(super) async fn run(inner: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        let wait = match inner.protocol.promote(BATCH).await {
+        let wait = match shared.protocol.promote(BATCH).await {
             Ok((moved, _)) if moved == BATCH => Duration::ZERO,
             Ok((_, Some(next_due))) => {
                 Duration::from_millis(next_due.saturating_sub(now_ms())).min(MAX_WAIT)
@@ -29,7 +29,7 @@ pub(super) async fn run(inner: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             Err(e) => {
                 // the fetch loop reports connection trouble
                 if !e.is_connection() {
-                    inner.emit(WorkerEvent::Error(e));
+                    shared.emit(WorkerEvent::Error(e));
                 }
                 Duration::from_secs(1)
             }
