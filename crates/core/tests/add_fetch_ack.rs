@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use holdfast_core::{
-    Error, NewJob, PrefetchPolicy, Queue, QueueConfig, Stats, WorkerConfig, WorkerEvent,
+    Error, Mode, NewJob, PrefetchPolicy, Queue, QueueConfig, Stats, WorkerConfig, WorkerEvent,
 };
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -479,51 +479,56 @@ async fn stream_mode_invalid_names_and_arguments_are_rejected() {
     ));
 }
 
-// stream mode only: waits for the stream to be trimmed
+// both modes; only stream mode trims, so only it waits for the trim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_mode_concurrency_bounds_jobs_in_flight_and_stats_follow() {
+async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
     let redis = TestRedis::shared_or_spawn();
-    let queue = queue(&redis.url(), "concurrency");
-    let mut conn = redis_conn(&redis.url()).await;
-    let payloads: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
-    let ids = queue
-        .add(payloads.iter().map(NewJob::new).collect())
-        .await
-        .expect("add");
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let queue = queue_in(&redis.url(), "concurrency", mode);
+        let mut conn = redis_conn(&redis.url()).await;
+        let payloads: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
+        let ids = queue
+            .add(payloads.iter().map(NewJob::new).collect())
+            .await
+            .expect("add");
 
-    let (dispatch, mut rx) = channel_dispatch();
-    let cfg = WorkerConfig {
-        concurrency: 3,
-        block: Duration::from_millis(200),
-        // no read-ahead: this test counts what the worker holds
-        prefetch: PrefetchPolicy::Fixed(0),
-        ..Default::default()
-    };
-    let worker = queue.worker(cfg, dispatch).expect("worker");
+        let (dispatch, mut rx) = channel_dispatch();
+        let cfg = WorkerConfig {
+            concurrency: 3,
+            block: Duration::from_millis(200),
+            // no read-ahead: this test counts what the worker holds
+            prefetch: PrefetchPolicy::Fixed(0),
+            ..Default::default()
+        };
+        let worker = queue.worker(cfg, dispatch).expect("worker");
 
-    let mut order = Vec::new();
-    let mut left = ids.len();
-    while left > 0 {
-        let batch = rx.jobs(left.min(3), DEADLINE).await;
-        // Never more than `concurrency` at once.
-        rx.no_job_for(Duration::from_millis(150)).await;
-        assert_eq!(worker.in_flight(), batch.len());
-        left -= batch.len();
-        let stats = queue.stats().await.expect("stats");
-        assert_eq!(
-            (stats.waiting, stats.active),
-            (left as u64, batch.len() as u64),
-            "{stats:?}"
-        );
-        order.extend(batch.iter().map(|j| j.id.clone()));
-        complete_all(&worker, &batch);
+        let mut order = Vec::new();
+        let mut left = ids.len();
+        while left > 0 {
+            let batch = rx.jobs(left.min(3), DEADLINE).await;
+            // Never more than `concurrency` at once.
+            rx.no_job_for(Duration::from_millis(150)).await;
+            assert_eq!(worker.in_flight(), batch.len());
+            left -= batch.len();
+            let stats = queue.stats().await.expect("stats");
+            assert_eq!(
+                (stats.waiting, stats.active),
+                (left as u64, batch.len() as u64),
+                "{stats:?}"
+            );
+            order.extend(batch.iter().map(|j| j.id.clone()));
+            complete_all(&worker, &batch);
+        }
+        assert_eq!(order, ids, "delivered in stream order");
+        wait_drained(&queue, DEADLINE).await;
+        if mode == Mode::Stream {
+            wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
+        }
+        let events = rx.drain_events();
+        assert!(errors(&events).is_empty(), "{events:?}");
+        close(worker).await;
     }
-    assert_eq!(order, ids, "delivered in stream order");
-    wait_drained(&queue, DEADLINE).await;
-    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
-    let events = rx.drain_events();
-    assert!(errors(&events).is_empty(), "{events:?}");
-    close(worker).await;
 }
 
 /// Replies far larger than the fetch connection's 16 KiB buffer (`resp.rs` grows it from the

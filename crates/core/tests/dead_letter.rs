@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{Job, NewJob, Outcome, Queue, WorkerConfig, WorkerEvent};
+use holdfast_core::{Job, Mode, NewJob, Outcome, Queue, WorkerConfig, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -159,7 +159,8 @@ async fn run_one_ordinary_job(queue: &Queue, conn: &mut MultiplexedConnection) {
     close(worker).await;
 }
 
-// stream mode only: waits for the main stream to be trimmed
+// stream mode only: list mode runs a crashing job maxDeliveries + 1 times (its reaper
+// dead-letters when recoveries exceed the limit), so the counts here differ; a known gap
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_poison_job_with_max_deliveries_1_goes_dead_after_one_crash() {
     let (_redis, queue, mut conn) = poison_goes_dead(1).await;
@@ -167,7 +168,8 @@ async fn stream_mode_poison_job_with_max_deliveries_1_goes_dead_after_one_crash(
     run_one_ordinary_job(&queue, &mut conn).await;
 }
 
-// stream mode only: waits for the main stream to be trimmed
+// stream mode only: list mode runs a crashing job maxDeliveries + 1 times (its reaper
+// dead-letters when recoveries exceed the limit), so the counts here differ; a known gap
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_poison_job_with_max_deliveries_2_goes_dead_after_two_crashes() {
     let (_redis, queue, mut conn) = poison_goes_dead(2).await;
@@ -193,148 +195,158 @@ async fn next_attempt(rx: &mut Received, id: &str, attempt: u32) -> Job {
     job
 }
 
-// stream mode only: waits for the main stream to be trimmed
+// both modes; only stream mode trims, so only it waits for the trim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_mode_failing_handler_is_retried_up_to_max_attempts_then_dead() {
+async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
     let redis = TestRedis::shared_or_spawn();
-    let queue = queue(&redis.url(), "handler-fails");
-    let keys = keys_of(&queue);
-    let mut conn = redis_conn(&redis.url()).await;
-    let (dispatch, mut rx) = channel_dispatch();
-    let worker = queue
-        .worker(
-            WorkerConfig {
-                max_attempts: 3,
-                ..Default::default()
-            },
-            dispatch,
-        )
-        .expect("worker");
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let queue = queue_in(&redis.url(), "handler-fails", mode);
+        let keys = keys_of(&queue);
+        let mut conn = redis_conn(&redis.url()).await;
+        let (dispatch, mut rx) = channel_dispatch();
+        let worker = queue
+            .worker(
+                WorkerConfig {
+                    max_attempts: 3,
+                    ..Default::default()
+                },
+                dispatch,
+            )
+            .expect("worker");
 
-    // No jobId: the id is the first entry id and must stay the same across attempts.
-    let payload = "{\"to\":\"a@b.c\"}";
-    let id = queue
-        .add(vec![NewJob::new(payload)])
-        .await
-        .expect("add")
-        .remove(0);
-    let mut entries = Vec::new();
-    for attempt in 1..=3 {
-        let job = next_attempt(&mut rx, &id, attempt).await;
-        assert_eq!(job.payload, payload);
-        entries.push(job.receipt.clone());
-        worker
-            .complete([(
-                job.token,
-                Outcome::failed(format!("smtp said no ({attempt})")),
-            )])
-            .expect("complete");
+        // No jobId: the id is the first entry id and must stay the same across attempts.
+        let payload = "{\"to\":\"a@b.c\"}";
+        let id = queue
+            .add(vec![NewJob::new(payload)])
+            .await
+            .expect("add")
+            .remove(0);
+        let mut entries = Vec::new();
+        for attempt in 1..=3 {
+            let job = next_attempt(&mut rx, &id, attempt).await;
+            assert_eq!(job.payload, payload);
+            entries.push(job.receipt.clone());
+            worker
+                .complete([(
+                    job.token,
+                    Outcome::failed(format!("smtp said no ({attempt})")),
+                )])
+                .expect("complete");
+        }
+        entries.dedup();
+        assert_eq!(entries.len(), 3, "each attempt is a new entry: {entries:?}");
+
+        let ((dead_id, reason), _) = rx
+            .event_where(DEADLINE, |e| match e {
+                WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            (dead_id.as_str(), reason.as_str()),
+            (id.as_str(), "smtp said no (3)")
+        );
+        rx.no_job_for(Duration::from_millis(300)).await;
+
+        let dead = only_dead_entry(&mut conn, &queue).await;
+        assert_eq!(dead.get("id"), Some(&id), "{dead:?}");
+        assert_eq!(dead.get("d").map(String::as_str), Some(payload), "{dead:?}");
+        assert_eq!(
+            dead.get("err").map(String::as_str),
+            Some("smtp said no (3)"),
+            "{dead:?}"
+        );
+        assert_eq!(dead.get("a").map(String::as_str), Some("3"), "{dead:?}");
+
+        let stats = wait_drained(&queue, DEADLINE).await;
+        assert_eq!(stats.dead, 1, "{stats:?}");
+        if mode == Mode::Stream {
+            wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
+        }
+        let events = rx.drain_events();
+        assert!(errors(&events).is_empty(), "{events:?}");
+        close(worker).await;
     }
-    entries.dedup();
-    assert_eq!(entries.len(), 3, "each attempt is a new entry: {entries:?}");
-
-    let ((dead_id, reason), _) = rx
-        .event_where(DEADLINE, |e| match e {
-            WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
-            _ => None,
-        })
-        .await;
-    assert_eq!(
-        (dead_id.as_str(), reason.as_str()),
-        (id.as_str(), "smtp said no (3)")
-    );
-    rx.no_job_for(Duration::from_millis(300)).await;
-
-    let dead = only_dead_entry(&mut conn, &queue).await;
-    assert_eq!(dead.get("id"), Some(&id), "{dead:?}");
-    assert_eq!(dead.get("d").map(String::as_str), Some(payload), "{dead:?}");
-    assert_eq!(
-        dead.get("err").map(String::as_str),
-        Some("smtp said no (3)"),
-        "{dead:?}"
-    );
-    assert_eq!(dead.get("a").map(String::as_str), Some("3"), "{dead:?}");
-
-    let stats = wait_drained(&queue, DEADLINE).await;
-    assert_eq!(stats.dead, 1, "{stats:?}");
-    wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
-    let events = rx.drain_events();
-    assert!(errors(&events).is_empty(), "{events:?}");
-    close(worker).await;
 }
 
-// stream mode only: waits for the main stream to be trimmed
+// both modes; only stream mode trims, so only it waits for the trim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_mode_per_job_max_attempts_and_success_after_failure() {
+async fn per_job_max_attempts_and_success_after_failure() {
     let redis = TestRedis::shared_or_spawn();
-    let queue = queue(&redis.url(), "per-job-max");
-    let keys = keys_of(&queue);
-    let mut conn = redis_conn(&redis.url()).await;
-    let (dispatch, mut rx) = channel_dispatch();
-    let worker = queue
-        .worker(
-            WorkerConfig {
-                max_attempts: 5,
-                ..Default::default()
-            },
-            dispatch,
-        )
-        .expect("worker");
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let queue = queue_in(&redis.url(), "per-job-max", mode);
+        let keys = keys_of(&queue);
+        let mut conn = redis_conn(&redis.url()).await;
+        let (dispatch, mut rx) = channel_dispatch();
+        let worker = queue
+            .worker(
+                WorkerConfig {
+                    max_attempts: 5,
+                    ..Default::default()
+                },
+                dispatch,
+            )
+            .expect("worker");
 
-    // maxAttempts 2 on the job overrides the worker's 5.
-    queue
-        .add(vec![NewJob {
-            job_id: Some("short".into()),
-            max_attempts: Some(2),
-            ..NewJob::new("1")
-        }])
-        .await
-        .expect("add");
-    for attempt in 1..=2 {
-        let job = next_attempt(&mut rx, "short", attempt).await;
-        assert_eq!(
-            job.max_attempts,
-            Some(2),
-            "the override travels with each retry"
-        );
+        // maxAttempts 2 on the job overrides the worker's 5.
+        queue
+            .add(vec![NewJob {
+                job_id: Some("short".into()),
+                max_attempts: Some(2),
+                ..NewJob::new("1")
+            }])
+            .await
+            .expect("add");
+        for attempt in 1..=2 {
+            let job = next_attempt(&mut rx, "short", attempt).await;
+            assert_eq!(
+                job.max_attempts,
+                Some(2),
+                "the override travels with each retry"
+            );
+            worker
+                .complete([(job.token, Outcome::failed(format!("no {attempt}")))])
+                .expect("complete");
+        }
+        let ((dead_id, reason), _) = rx
+            .event_where(DEADLINE, |e| match e {
+                WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
+                _ => None,
+            })
+            .await;
+        assert_eq!((dead_id.as_str(), reason.as_str()), ("short", "no 2"));
+
+        // A job that fails once and then succeeds leaves nothing behind.
+        queue
+            .add(vec![NewJob {
+                job_id: Some("flaky".into()),
+                ..NewJob::new("2")
+            }])
+            .await
+            .expect("add");
+        let job = next_attempt(&mut rx, "flaky", 1).await;
         worker
-            .complete([(job.token, Outcome::failed(format!("no {attempt}")))])
+            .complete([(job.token, Outcome::failed("transient"))])
             .expect("complete");
+        let job = next_attempt(&mut rx, "flaky", 2).await;
+        worker
+            .complete([(job.token, Outcome::Completed)])
+            .expect("complete");
+        rx.no_job_for(Duration::from_millis(300)).await;
+
+        let stats = wait_drained(&queue, DEADLINE).await;
+        assert_eq!(stats.dead, 1, "only the short job is dead: {stats:?}");
+        let dead = only_dead_entry(&mut conn, &queue).await;
+        assert_eq!(dead.get("id").map(String::as_str), Some("short"));
+        if mode == Mode::Stream {
+            wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
+        }
+        let events = rx.drain_events();
+        assert!(errors(&events).is_empty(), "{events:?}");
+        close(worker).await;
     }
-    let ((dead_id, reason), _) = rx
-        .event_where(DEADLINE, |e| match e {
-            WorkerEvent::Dead { id, reason } => Some((id.clone(), reason.clone())),
-            _ => None,
-        })
-        .await;
-    assert_eq!((dead_id.as_str(), reason.as_str()), ("short", "no 2"));
-
-    // A job that fails once and then succeeds leaves nothing behind.
-    queue
-        .add(vec![NewJob {
-            job_id: Some("flaky".into()),
-            ..NewJob::new("2")
-        }])
-        .await
-        .expect("add");
-    let job = next_attempt(&mut rx, "flaky", 1).await;
-    worker
-        .complete([(job.token, Outcome::failed("transient"))])
-        .expect("complete");
-    let job = next_attempt(&mut rx, "flaky", 2).await;
-    worker
-        .complete([(job.token, Outcome::Completed)])
-        .expect("complete");
-    rx.no_job_for(Duration::from_millis(300)).await;
-
-    let stats = wait_drained(&queue, DEADLINE).await;
-    assert_eq!(stats.dead, 1, "only the short job is dead: {stats:?}");
-    let dead = only_dead_entry(&mut conn, &queue).await;
-    assert_eq!(dead.get("id").map(String::as_str), Some("short"));
-    wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
-    let events = rx.drain_events();
-    assert!(errors(&events).is_empty(), "{events:?}");
-    close(worker).await;
 }
 
 // list mode only: a dead worker planted with its processing list

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{Error, Job, NewJob, Queue, WorkerConfig, WorkerEvent};
+use holdfast_core::{Error, Job, Mode, NewJob, Queue, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// A hang check, not a timing test.
@@ -40,106 +40,111 @@ async fn add_n(queue: &Queue, tag: &str, n: usize) -> HashSet<String> {
     queue.add(jobs).await.expect("add").into_iter().collect()
 }
 
-// stream mode only: waits for the stream to be trimmed
+// both modes; only stream mode trims, so only it waits for the trim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_mode_worker_survives_a_redis_restart() {
+async fn worker_survives_a_redis_restart() {
     let mut redis = TestRedis::spawn();
-    let queue = queue(&redis.url(), "reconnect");
-    let (dispatch, mut rx) = channel_dispatch();
-    let cfg = WorkerConfig {
-        visibility_timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let worker = queue.worker(cfg, dispatch).expect("worker");
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let queue = queue_in(&redis.url(), "reconnect", mode);
+        let (dispatch, mut rx) = channel_dispatch();
+        let cfg = WorkerConfig {
+            visibility_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let worker = queue.worker(cfg, dispatch).expect("worker");
 
-    // Healthy first.
-    let ids = add_n(&queue, "before", 3).await;
-    let got = rx.jobs(3, DEADLINE).await;
-    assert_eq!(
-        got.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
-        ids
-    );
-    complete_all(&worker, &got);
-    wait_drained(&queue, DEADLINE).await;
-    assert!(errors(&rx.drain_events()).is_empty());
-
-    // Redis dies.
-    redis.stop();
-    for (what, jobs) in [
-        ("single add", vec![NewJob::new("{}")]),
-        ("bulk add", vec![NewJob::new("{}"), NewJob::new("{}")]),
-    ] {
-        let started = Instant::now();
-        let res = tokio::time::timeout(FAIL_FAST, queue.add(jobs))
-            .await
-            .unwrap_or_else(|_| panic!("{what} hung for {FAIL_FAST:?} while Redis was down"));
-        match res {
-            Err(e @ Error::Connection(_)) => assert_eq!(e.code(), "ERR_HOLDFAST_CONNECTION"),
-            other => {
-                panic!("{what} while Redis is down: expected Error::Connection, got {other:?}")
-            }
-        }
-        assert!(
-            started.elapsed() < FAIL_FAST,
-            "{what} took {:?}",
-            started.elapsed()
+        // Healthy first.
+        let ids = add_n(&queue, "before", 3).await;
+        let got = rx.jobs(3, DEADLINE).await;
+        assert_eq!(
+            got.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
+            ids
         );
-    }
-    let stats = tokio::time::timeout(FAIL_FAST, queue.stats())
-        .await
-        .expect("stats hung while Redis was down");
-    assert!(matches!(stats, Err(Error::Connection(_))), "{stats:?}");
+        complete_all(&worker, &got);
+        wait_drained(&queue, DEADLINE).await;
+        assert!(errors(&rx.drain_events()).is_empty());
 
-    // The worker notices and says so, without stopping.
-    let (err, _) = rx
-        .event_where(DEADLINE, |e| match e {
-            WorkerEvent::Error(err) => Some(err.clone()),
-            _ => None,
+        // Redis dies.
+        redis.stop();
+        for (what, jobs) in [
+            ("single add", vec![NewJob::new("{}")]),
+            ("bulk add", vec![NewJob::new("{}"), NewJob::new("{}")]),
+        ] {
+            let started = Instant::now();
+            let res = tokio::time::timeout(FAIL_FAST, queue.add(jobs))
+                .await
+                .unwrap_or_else(|_| panic!("{what} hung for {FAIL_FAST:?} while Redis was down"));
+            match res {
+                Err(e @ Error::Connection(_)) => assert_eq!(e.code(), "ERR_HOLDFAST_CONNECTION"),
+                other => {
+                    panic!("{what} while Redis is down: expected Error::Connection, got {other:?}")
+                }
+            }
+            assert!(
+                started.elapsed() < FAIL_FAST,
+                "{what} took {:?}",
+                started.elapsed()
+            );
+        }
+        let stats = tokio::time::timeout(FAIL_FAST, queue.stats())
+            .await
+            .expect("stats hung while Redis was down");
+        assert!(matches!(stats, Err(Error::Connection(_))), "{stats:?}");
+
+        // The worker notices and says so, without stopping.
+        let (err, _) = rx
+            .event_where(DEADLINE, |e| match e {
+                WorkerEvent::Error(err) => Some(err.clone()),
+                _ => None,
+            })
+            .await;
+        assert!(err.is_connection(), "{err:?}");
+
+        // Redis is back, empty (persistence is off), on the same port.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis.restart();
+
+        // The producer's connection heals: an add may still fail while it reconnects, but not for long.
+        let ids = eventually(DEADLINE, "add succeeds after Redis is back", || async {
+            queue
+                .add(
+                    (0..5)
+                        .map(|i| NewJob::new(format!("{{\"after\":{i}}}")))
+                        .collect(),
+                )
+                .await
+                .map(|ids| ids.into_iter().collect::<HashSet<_>>())
+                .map_err(|e| format!("{e:?}"))
         })
         .await;
-    assert!(err.is_connection(), "{err:?}");
+        assert_eq!(ids.len(), 5);
 
-    // Redis is back, empty (persistence is off), on the same port.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    redis.restart();
-
-    // The producer's connection heals: an add may still fail while it reconnects, but not for long.
-    let ids = eventually(DEADLINE, "add succeeds after Redis is back", || async {
-        queue
-            .add(
-                (0..5)
-                    .map(|i| NewJob::new(format!("{{\"after\":{i}}}")))
-                    .collect(),
-            )
-            .await
-            .map(|ids| ids.into_iter().collect::<HashSet<_>>())
-            .map_err(|e| format!("{e:?}"))
-    })
-    .await;
-    assert_eq!(ids.len(), 5);
-
-    // The worker gets them by itself.
-    let got = rx.jobs(5, DEADLINE).await;
-    assert_eq!(
-        got.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
-        ids
-    );
-    assert!(got.iter().all(|j| j.attempt == 1));
-    complete_all(&worker, &got);
-    wait_drained(&queue, DEADLINE).await;
-    // The restarted server is empty; the next heartbeat (every vt/3) registers the worker again.
-    eventually(DEADLINE, "the heartbeat is back", || async {
-        match queue.stats().await {
-            Ok(s) if s.workers == 1 => Ok(()),
-            other => Err(format!("{other:?}")),
+        // The worker gets them by itself.
+        let got = rx.jobs(5, DEADLINE).await;
+        assert_eq!(
+            got.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
+            ids
+        );
+        assert!(got.iter().all(|j| j.attempt == 1));
+        complete_all(&worker, &got);
+        wait_drained(&queue, DEADLINE).await;
+        // The restarted server is empty; the next heartbeat (every vt/3) registers the worker again.
+        eventually(DEADLINE, "the heartbeat is back", || async {
+            match queue.stats().await {
+                Ok(s) if s.workers == 1 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        let mut conn = redis_conn(&redis.url()).await;
+        if mode == Mode::Stream {
+            wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
         }
-    })
-    .await;
-    let mut conn = redis_conn(&redis.url()).await;
-    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
-    rx.no_job_for(Duration::from_millis(300)).await;
+        rx.no_job_for(Duration::from_millis(300)).await;
 
-    close(worker).await;
+        close(worker).await;
+    }
 }
 
 /// Core bug: the shared ConnectionManager (`conn.rs` `Conn`) keeps the failed reconnect
@@ -176,81 +181,86 @@ async fn first_add_after_an_outage_succeeds() {
     }
 }
 
-// stream mode only: waits for the stream to be trimmed
+// both modes; only stream mode trims, so only it waits for the trim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_mode_dropped_connections_heal_without_losing_or_repeating_jobs() {
+async fn dropped_connections_heal_without_losing_or_repeating_jobs() {
     // Its own server: it cuts every client connection.
     let redis = TestRedis::spawn();
-    let queue = queue(&redis.url(), "client-kill");
-    let mut conn = redis_conn(&redis.url()).await;
-    let (dispatch, mut rx) = channel_dispatch();
-    let cfg = WorkerConfig {
-        visibility_timeout: Duration::from_secs(2),
-        block: Duration::from_millis(500),
-        ..Default::default()
-    };
-    let worker = queue.worker(cfg, dispatch).expect("worker");
-    let ids = add_n(&queue, "held", 4).await;
-    let held = rx.jobs(4, DEADLINE).await;
-    assert_eq!(
-        held.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
-        ids
-    );
-
-    // Every connection of the worker and the queue is cut (the data stays).
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut conn)
-        .await
-        .expect("CLIENT LIST");
-    let mine: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(&mut conn)
-        .await
-        .expect("CLIENT ID");
-    let mut killed = 0;
-    for line in clients.lines() {
-        let Some(id) = line.split(' ').find_map(|f| f.strip_prefix("id=")) else {
-            continue;
+    for mode in MODES {
+        eprintln!("{mode:?} mode");
+        let queue = queue_in(&redis.url(), "client-kill", mode);
+        let mut conn = redis_conn(&redis.url()).await;
+        let (dispatch, mut rx) = channel_dispatch();
+        let cfg = WorkerConfig {
+            visibility_timeout: Duration::from_secs(2),
+            block: Duration::from_millis(500),
+            ..Default::default()
         };
-        let id: i64 = id.parse().expect("client id");
-        if id != mine {
-            let n: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("ID")
-                .arg(id)
-                .query_async(&mut conn)
-                .await
-                .unwrap_or(0);
-            killed += n;
+        let worker = queue.worker(cfg, dispatch).expect("worker");
+        let ids = add_n(&queue, "held", 4).await;
+        let held = rx.jobs(4, DEADLINE).await;
+        assert_eq!(
+            held.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
+            ids
+        );
+
+        // Every connection of the worker and the queue is cut (the data stays).
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT LIST");
+        let mine: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT ID");
+        let mut killed = 0;
+        for line in clients.lines() {
+            let Some(id) = line.split(' ').find_map(|f| f.strip_prefix("id=")) else {
+                continue;
+            };
+            let id: i64 = id.parse().expect("client id");
+            if id != mine {
+                let n: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(0);
+                killed += n;
+            }
         }
+        assert!(killed >= 2, "killed {killed} connections: {clients}");
+
+        // The worker reconnects, keeps renewing the leases and is not handed its own jobs again.
+        rx.no_job_for(Duration::from_millis(2500)).await;
+        complete_all(&worker, &held);
+        let stats = wait_drained(&queue, DEADLINE).await;
+        assert_eq!(stats.dead, 0, "{stats:?}");
+        if mode == Mode::Stream {
+            wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
+        }
+
+        // And still fetches new ones.
+        let more = add_n(&queue, "more", 2).await;
+        let got = rx.jobs(2, DEADLINE).await;
+        assert_eq!(
+            got.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
+            more
+        );
+        complete_all(&worker, &got);
+        wait_drained(&queue, DEADLINE).await;
+        let events = rx.drain_events();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
+            "{events:?}"
+        );
+        close(worker).await;
     }
-    assert!(killed >= 2, "killed {killed} connections: {clients}");
-
-    // The worker reconnects, keeps renewing the leases and is not handed its own jobs again.
-    rx.no_job_for(Duration::from_millis(2500)).await;
-    complete_all(&worker, &held);
-    let stats = wait_drained(&queue, DEADLINE).await;
-    assert_eq!(stats.dead, 0, "{stats:?}");
-    wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
-
-    // And still fetches new ones.
-    let more = add_n(&queue, "more", 2).await;
-    let got = rx.jobs(2, DEADLINE).await;
-    assert_eq!(
-        got.iter().map(|j| j.id.clone()).collect::<HashSet<_>>(),
-        more
-    );
-    complete_all(&worker, &got);
-    wait_drained(&queue, DEADLINE).await;
-    let events = rx.drain_events();
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
-        "{events:?}"
-    );
-    close(worker).await;
 }
 
 // list mode only: an orphan planted on the processing list
