@@ -26,7 +26,7 @@ pub enum AnyReader {
 }
 
 impl AnyProtocol {
-    pub fn new(cfg: &QueueConfig, conn: Conn) -> Self {
+    pub(crate) fn new(cfg: &QueueConfig, conn: Conn) -> Self {
         let common = Common {
             keys: QueueKeys::new(&cfg.prefix, &cfg.name),
             conn,

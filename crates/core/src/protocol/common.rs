@@ -13,10 +13,10 @@ use crate::util::{new_job_id, now_ms};
 
 pub struct Common {
     pub keys: QueueKeys,
-    pub conn: Conn,
-    pub dead: DeadPolicy,
+    pub(crate) conn: Conn,
+    pub(crate) dead: DeadPolicy,
     /// An add with a `jobId` seen within this window adds nothing.
-    pub dedup_window: std::time::Duration,
+    pub(crate) dedup_window: std::time::Duration,
 }
 
 impl Common {
