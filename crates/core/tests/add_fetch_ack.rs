@@ -36,25 +36,6 @@ fn is_entry_id(id: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
-fn cfg(visibility_timeout: Duration) -> WorkerConfig {
-    WorkerConfig {
-        visibility_timeout,
-        block: Duration::from_millis(200),
-        ..Default::default()
-    }
-}
-
-/// Fails the test if some id occurs more than once; returns the ids as a set.
-fn each_once<'a>(what: &str, ids: impl IntoIterator<Item = &'a String>) -> HashSet<String> {
-    let mut counts: HashMap<&String, usize> = HashMap::new();
-    for id in ids {
-        *counts.entry(id).or_default() += 1;
-    }
-    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "{what}: repeated ids {repeated:?}");
-    counts.into_keys().cloned().collect()
-}
-
 // stream mode only: entry ids, XLEN, trimming and the consumer group
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_each_job_is_delivered_once_then_acked_and_trimmed() {
@@ -627,7 +608,7 @@ async fn list_mode_each_job_is_delivered_once_then_acked_and_leaves_no_key() {
 
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
-        .worker(cfg(Duration::from_secs(5)), dispatch)
+        .worker(worker_cfg(Duration::from_secs(5)), dispatch)
         .expect("worker");
     let mut got = rx.jobs(expected.len(), DEADLINE).await;
 
@@ -722,7 +703,7 @@ async fn list_mode_list_key_consumes_elements_of_a_plain_lpush_producer() {
 
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
-        .worker(cfg(Duration::from_secs(5)), dispatch)
+        .worker(worker_cfg(Duration::from_secs(5)), dispatch)
         .expect("worker");
     let got = rx.jobs(2, DEADLINE).await;
     // Oldest first, each element exactly as pushed.
@@ -812,7 +793,7 @@ async fn list_mode_a_non_utf8_element_does_not_wedge_the_worker() {
     let mut conn = redis_conn(&url).await;
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
-        .worker(cfg(Duration::from_millis(500)), dispatch)
+        .worker(worker_cfg(Duration::from_millis(500)), dispatch)
         .expect("worker");
     let _: i64 = redis::cmd("LPUSH")
         .arg("jobs:binary")
@@ -864,7 +845,7 @@ async fn list_mode_a_batch_fetch_takes_the_oldest_in_order() {
             WorkerConfig {
                 concurrency: batch,
                 prefetch: PrefetchPolicy::Fixed(0),
-                ..cfg(Duration::from_secs(30))
+                ..worker_cfg(Duration::from_secs(30))
             },
             dispatch,
         )

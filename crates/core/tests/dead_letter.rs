@@ -18,14 +18,6 @@ use redis::aio::MultiplexedConnection;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn cfg(visibility_timeout: Duration) -> WorkerConfig {
-    WorkerConfig {
-        visibility_timeout,
-        block: Duration::from_millis(200),
-        ..Default::default()
-    }
-}
-
 fn crashy(max_deliveries: u32) -> WorkerConfig {
     WorkerConfig {
         visibility_timeout: Duration::from_millis(300),
@@ -377,7 +369,7 @@ async fn list_mode_poison_element_of_a_dead_worker_goes_to_the_dead_list() {
         .worker(
             WorkerConfig {
                 max_deliveries,
-                ..cfg(Duration::from_millis(500))
+                ..worker_cfg(Duration::from_millis(500))
             },
             dispatch,
         )
@@ -484,7 +476,7 @@ async fn list_mode_failing_jobs_are_retried_up_to_max_attempts_then_dead() {
         .worker(
             WorkerConfig {
                 max_attempts: 3,
-                ..cfg(Duration::from_secs(5))
+                ..worker_cfg(Duration::from_secs(5))
             },
             dispatch,
         )

@@ -16,14 +16,6 @@ use holdfast_core::{Error, NewJob, Outcome, Stats, WorkerConfig};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn cfg(visibility_timeout: Duration) -> WorkerConfig {
-    WorkerConfig {
-        visibility_timeout,
-        block: Duration::from_millis(200),
-        ..Default::default()
-    }
-}
-
 // stream mode only: XPENDING (owner, idle time) and trimming
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_close_waits_for_jobs_in_flight_and_fetches_no_more() {
@@ -130,7 +122,7 @@ async fn list_mode_close_waits_for_jobs_then_removes_heartbeat_and_processing_li
     let mut conn = redis_conn(&url).await;
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
-        .worker(cfg(Duration::from_millis(300)), dispatch)
+        .worker(worker_cfg(Duration::from_millis(300)), dispatch)
         .expect("worker");
     let id = worker.id().to_owned();
     let active = keys.active(&id);
@@ -193,7 +185,7 @@ async fn list_mode_close_waits_for_jobs_then_removes_heartbeat_and_processing_li
     // An idle worker closes at once too, and leaves nothing behind.
     let (dispatch, mut rx) = channel_dispatch();
     let idle = queue
-        .worker(cfg(Duration::from_millis(300)), dispatch)
+        .worker(worker_cfg(Duration::from_millis(300)), dispatch)
         .expect("worker");
     let late = rx.job(DEADLINE).await;
     assert_eq!(late.payload, "late");
@@ -215,7 +207,7 @@ async fn list_mode_close_keeps_the_heartbeat_while_the_processing_list_is_not_em
     let mut conn = redis_conn(&url).await;
     let vt = Duration::from_millis(500);
     let (dispatch, mut rx) = channel_dispatch();
-    let worker = queue.worker(cfg(vt), dispatch).expect("worker");
+    let worker = queue.worker(worker_cfg(vt), dispatch).expect("worker");
     let id = worker.id().to_owned();
     let active = keys.active(&id);
     eventually(DEADLINE, "worker registered", || {
@@ -244,7 +236,9 @@ async fn list_mode_close_keeps_the_heartbeat_while_the_processing_list_is_not_em
     // Once its deadline passes, another worker returns the element and runs it.
     let queue_b = same_queue(&queue);
     let (dispatch_b, mut rx_b) = channel_dispatch();
-    let worker_b = queue_b.worker(cfg(vt), dispatch_b).expect("worker b");
+    let worker_b = queue_b
+        .worker(worker_cfg(vt), dispatch_b)
+        .expect("worker b");
     let job = rx_b.job(DEADLINE).await;
     assert_eq!((job.id.as_str(), job.attempt), ("left-behind", 1));
     complete_all(&worker_b, std::slice::from_ref(&job));

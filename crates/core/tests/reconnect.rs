@@ -15,23 +15,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{Error, Job, Mode, NewJob, Queue, WorkerConfig, WorkerEvent};
+use holdfast_core::{Error, Mode, NewJob, Queue, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// A hang check, not a timing test.
 const FAIL_FAST: Duration = Duration::from_secs(10);
-
-fn cfg(visibility_timeout: Duration) -> WorkerConfig {
-    WorkerConfig {
-        visibility_timeout,
-        block: Duration::from_millis(200),
-        ..Default::default()
-    }
-}
-
-fn ids_of(jobs: &[Job]) -> HashSet<String> {
-    jobs.iter().map(|j| j.id.clone()).collect()
-}
 
 async fn add_n(queue: &Queue, tag: &str, n: usize) -> HashSet<String> {
     let jobs = (0..n)
@@ -278,7 +266,7 @@ async fn list_mode_orphan_of_a_lost_fetch_reply_runs_once_after_a_reconnect() {
         .worker(
             WorkerConfig {
                 block: Duration::from_millis(500),
-                ..cfg(Duration::from_secs(3))
+                ..worker_cfg(Duration::from_secs(3))
             },
             dispatch,
         )

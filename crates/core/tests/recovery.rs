@@ -17,29 +17,6 @@ use holdfast_core::{Job, NewJob, PrefetchPolicy, Worker, WorkerConfig, WorkerEve
 const DEADLINE: Duration = Duration::from_secs(10);
 const JOBS: usize = 12;
 
-fn cfg(visibility_timeout: Duration) -> WorkerConfig {
-    WorkerConfig {
-        visibility_timeout,
-        block: Duration::from_millis(200),
-        ..Default::default()
-    }
-}
-
-fn ids_of(jobs: &[Job]) -> HashSet<String> {
-    jobs.iter().map(|j| j.id.clone()).collect()
-}
-
-/// Fails the test if some id occurs more than once; returns the ids as a set.
-fn each_once<'a>(what: &str, ids: impl IntoIterator<Item = &'a String>) -> HashSet<String> {
-    let mut counts: HashMap<&String, usize> = HashMap::new();
-    for id in ids {
-        *counts.entry(id).or_default() += 1;
-    }
-    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "{what}: repeated ids {repeated:?}");
-    counts.into_keys().cloned().collect()
-}
-
 // stream mode only: the entry id stays the receipt, the XAUTOCLAIM lease, trimming
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_jobs_of_a_crashed_worker_run_again_elsewhere() {
@@ -208,7 +185,7 @@ async fn list_mode_jobs_of_a_crashed_worker_run_again_elsewhere() {
         .expect("add");
 
     let (dispatch_a, mut rx_a) = channel_dispatch();
-    let worker_a = queue.worker(cfg(vt), dispatch_a).expect("worker a");
+    let worker_a = queue.worker(worker_cfg(vt), dispatch_a).expect("worker a");
     let held = rx_a.jobs(JOBS, DEADLINE).await;
     assert_eq!(ids_of(&held), ids.iter().cloned().collect());
     let a_id = worker_a.id().to_owned();
@@ -217,7 +194,9 @@ async fn list_mode_jobs_of_a_crashed_worker_run_again_elsewhere() {
     // Worker B, another process, idle on the empty wait list.
     let queue_b = same_queue(&queue);
     let (dispatch_b, mut rx_b) = channel_dispatch();
-    let worker_b = queue_b.worker(cfg(vt), dispatch_b).expect("worker b");
+    let worker_b = queue_b
+        .worker(worker_cfg(vt), dispatch_b)
+        .expect("worker b");
     eventually(DEADLINE, "worker b registered", || {
         let mut conn = conn.clone();
         let (workers, b) = (keys.workers.clone(), worker_b.id().to_owned());
@@ -390,7 +369,7 @@ async fn list_mode_racing_reapers_requeue_each_dead_workers_jobs_exactly_once() 
     let redis = TestRedis::spawn();
     let url = redis.url();
     let mut conn = redis_conn(&url).await;
-    let cfg = cfg(Duration::from_millis(500));
+    let cfg = worker_cfg(Duration::from_millis(500));
     let mut split_rounds = 0;
 
     for round in 0..ROUNDS {
@@ -496,7 +475,7 @@ async fn list_mode_reaper_keeps_malformed_envelope_lookalikes_as_raw_data() {
     // Fetched directly, it is raw data.
     let (dispatch, mut rx) = channel_dispatch();
     let worker = queue
-        .worker(cfg(Duration::from_millis(500)), dispatch)
+        .worker(worker_cfg(Duration::from_millis(500)), dispatch)
         .expect("worker");
     let _: i64 = redis::cmd("LPUSH")
         .arg(&keys.wait)

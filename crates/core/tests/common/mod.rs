@@ -300,6 +300,33 @@ pub fn queue_in(url: &str, test: &str, mode: holdfast_core::Mode) -> Arc<Queue> 
     Queue::new(cfg).expect("queue config")
 }
 
+/// A worker config with this visibility timeout and short blocking reads (fast tests).
+pub fn worker_cfg(visibility_timeout: Duration) -> holdfast_core::WorkerConfig {
+    holdfast_core::WorkerConfig {
+        visibility_timeout,
+        block: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+pub fn ids_of(jobs: &[Job]) -> std::collections::HashSet<String> {
+    jobs.iter().map(|j| j.id.clone()).collect()
+}
+
+/// Fails the test if some id occurs more than once; returns the ids as a set.
+pub fn each_once<'a>(
+    what: &str,
+    ids: impl IntoIterator<Item = &'a String>,
+) -> std::collections::HashSet<String> {
+    let mut counts: std::collections::HashMap<&String, usize> = std::collections::HashMap::new();
+    for id in ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "{what}: repeated ids {repeated:?}");
+    counts.into_keys().cloned().collect()
+}
+
 /// Another handle on the same queue, as a second process would open it.
 pub fn same_queue(other: &Queue) -> Arc<Queue> {
     Queue::new(other.config().clone()).expect("queue config")
