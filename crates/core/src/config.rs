@@ -118,6 +118,12 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// How often a worker with this visibility timeout looks for expired leases (and, in list mode,
+/// for dead workers): a dead worker's jobs run again within 1.25 x the visibility timeout.
+pub fn recover_every(visibility_timeout: Duration) -> Duration {
+    (visibility_timeout / 4).max(Duration::from_millis(50))
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Jobs in flight in this worker at once.
@@ -207,7 +213,7 @@ impl WorkerConfig {
     /// How often to look for expired leases: a dead worker's jobs run again within
     /// 1.25 x the visibility timeout.
     pub fn recover_every(&self) -> Duration {
-        (self.visibility_timeout / 4).max(Duration::from_millis(50))
+        recover_every(self.visibility_timeout)
     }
 
     pub fn heartbeat_every(&self) -> Duration {

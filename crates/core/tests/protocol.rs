@@ -21,7 +21,6 @@ fn consumer(id: &str, visibility_ms: u64, max_deliveries: u32) -> Consumer {
         id: format!("{id}-{}", unique_name("c")),
         visibility_timeout: Duration::from_millis(visibility_ms),
         max_deliveries,
-        recover_every: Duration::from_millis(50),
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use super::{dead_pairs, Common, Consumer, Dead, Protocol, Read, Reaped};
+use crate::config::recover_every;
 use crate::conn::dedicated;
 use crate::envelope::{decode, encode, raw_id, JobOptions};
 use crate::error::{Error, Result};
@@ -294,7 +295,7 @@ impl Protocol for ListProtocol {
     /// As often as stream mode scans for expired leases, so a dead worker's jobs run again
     /// within ~1.25 x the visibility timeout in both modes.
     fn reap_every(&self, c: &Consumer) -> Duration {
-        c.recover_every
+        recover_every(c.visibility_timeout)
     }
 
     /// The heartbeat may go only when the processing list is empty. If acks failed during

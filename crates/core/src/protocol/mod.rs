@@ -34,8 +34,6 @@ pub struct Consumer {
     pub visibility_timeout: Duration,
     /// Deliveries of one job (crashes, expired leases) before it goes to `dead`.
     pub max_deliveries: u32,
-    /// How often the worker looks for expired leases (`WorkerConfig::recover_every`).
-    pub recover_every: Duration,
 }
 
 /// Limits of the dead letters, applied on every write.

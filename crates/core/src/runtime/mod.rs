@@ -54,7 +54,6 @@ impl Worker {
             id: new_worker_id(),
             visibility_timeout: cfg.visibility_timeout,
             max_deliveries: cfg.max_deliveries,
-            recover_every: cfg.recover_every(),
         };
         let shared = Arc::new(Shared::new(protocol, consumer, cfg, dispatch, finish_tx));
         let (stop_maintenance, stop_rx) = watch::channel(false);
