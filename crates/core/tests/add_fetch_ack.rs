@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use holdfast_core::{
-    Error, Mode, NewJob, PrefetchPolicy, Queue, QueueConfig, Stats, WorkerConfig, WorkerEvent,
+    Error, NewJob, PrefetchPolicy, Queue, QueueConfig, Stats, WorkerConfig, WorkerEvent,
 };
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -503,9 +503,7 @@ async fn concurrency_bounds_jobs_in_flight_and_stats_follow() {
         }
         assert_eq!(order, ids, "delivered in stream order");
         wait_drained(&queue, DEADLINE).await;
-        if mode == Mode::Stream {
-            wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(3)).await;
-        }
+        wait_trimmed_in_stream_mode(&mut conn, &queue, Duration::from_secs(3)).await;
         let events = rx.drain_events();
         assert!(errors(&events).is_empty(), "{events:?}");
         close(worker).await;

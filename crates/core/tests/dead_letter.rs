@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{Job, Mode, NewJob, Outcome, Queue, WorkerConfig, WorkerEvent};
+use holdfast_core::{Job, NewJob, Outcome, Queue, WorkerConfig, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -194,7 +194,6 @@ async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
     for mode in MODES {
         eprintln!("{mode:?} mode");
         let queue = queue_in(&redis.url(), "handler-fails", mode);
-        let keys = keys_of(&queue);
         let mut conn = redis_conn(&redis.url()).await;
         let (dispatch, mut rx) = channel_dispatch();
         let worker = queue
@@ -253,9 +252,7 @@ async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
 
         let stats = wait_drained(&queue, DEADLINE).await;
         assert_eq!(stats.dead, 1, "{stats:?}");
-        if mode == Mode::Stream {
-            wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
-        }
+        wait_trimmed_in_stream_mode(&mut conn, &queue, Duration::from_secs(3)).await;
         let events = rx.drain_events();
         assert!(errors(&events).is_empty(), "{events:?}");
         close(worker).await;
@@ -269,7 +266,6 @@ async fn per_job_max_attempts_and_success_after_failure() {
     for mode in MODES {
         eprintln!("{mode:?} mode");
         let queue = queue_in(&redis.url(), "per-job-max", mode);
-        let keys = keys_of(&queue);
         let mut conn = redis_conn(&redis.url()).await;
         let (dispatch, mut rx) = channel_dispatch();
         let worker = queue
@@ -332,9 +328,7 @@ async fn per_job_max_attempts_and_success_after_failure() {
         assert_eq!(stats.dead, 1, "only the short job is dead: {stats:?}");
         let dead = only_dead_entry(&mut conn, &queue).await;
         assert_eq!(dead.get("id").map(String::as_str), Some("short"));
-        if mode == Mode::Stream {
-            wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;
-        }
+        wait_trimmed_in_stream_mode(&mut conn, &queue, Duration::from_secs(3)).await;
         let events = rx.drain_events();
         assert!(errors(&events).is_empty(), "{events:?}");
         close(worker).await;

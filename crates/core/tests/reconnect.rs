@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{Error, Mode, NewJob, Queue, WorkerConfig, WorkerEvent};
+use holdfast_core::{Error, NewJob, Queue, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// A hang check, not a timing test.
@@ -126,9 +126,7 @@ async fn worker_survives_a_redis_restart() {
         })
         .await;
         let mut conn = redis_conn(&redis.url()).await;
-        if mode == Mode::Stream {
-            wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
-        }
+        wait_trimmed_in_stream_mode(&mut conn, &queue, Duration::from_secs(5)).await;
         rx.no_job_for(Duration::from_millis(300)).await;
 
         close(worker).await;
@@ -227,9 +225,7 @@ async fn dropped_connections_heal_without_losing_or_repeating_jobs() {
         complete_all(&worker, &held);
         let stats = wait_drained(&queue, DEADLINE).await;
         assert_eq!(stats.dead, 0, "{stats:?}");
-        if mode == Mode::Stream {
-            wait_trimmed(&mut conn, &keys_of(&queue).stream, Duration::from_secs(5)).await;
-        }
+        wait_trimmed_in_stream_mode(&mut conn, &queue, Duration::from_secs(5)).await;
 
         // And still fetches new ones.
         let more = add_n(&queue, "more", 2).await;

@@ -555,6 +555,18 @@ pub async fn wait_trimmed(conn: &mut MultiplexedConnection, key: &str, within: D
     .await
 }
 
+/// Stream mode: waits until finished entries are trimmed away. List mode has nothing to wait
+/// for: an ack removes the element.
+pub async fn wait_trimmed_in_stream_mode(
+    conn: &mut MultiplexedConnection,
+    queue: &Queue,
+    within: Duration,
+) {
+    if queue.config().mode == holdfast_core::Mode::Stream {
+        wait_trimmed(conn, &keys_of(queue).stream, within).await;
+    }
+}
+
 /// Waits until stats show nothing waiting and nothing active (acks are asynchronous).
 pub async fn wait_drained(queue: &Queue, within: Duration) -> holdfast_core::Stats {
     eventually(within, "stats waiting == 0 && active == 0", || async move {
