@@ -1,6 +1,42 @@
-// Types of the user-facing API (lib/holdfast.js). The native binding's generated types are in
-// ../index.d.ts; this file is written by hand because it carries the generics.
-import { EventEmitter } from 'node:events'
+// Types of the user-facing API (lib/holdfast.js), written by hand because they carry the
+// generics; the native binding's generated types are in ../binding.d.ts. They name nothing from
+// @types/node or the DOM, so a strict project without either type-checks.
+
+type Primitive = string | number | boolean | null | undefined
+/** Values JSON would turn into something else: `{}`, a string, `{ type, data }`, or a throw. */
+type NotJson =
+  | Date
+  | RegExp
+  | Map<unknown, unknown>
+  | Set<unknown>
+  | WeakMap<object, unknown>
+  | WeakSet<object>
+  | Promise<unknown>
+  | ArrayBuffer
+  | ArrayBufferView
+  | ((...args: never[]) => unknown)
+  | bigint
+  | symbol
+type JsonSafe<T> = T extends Primitive ? T : T extends NotJson ? never : T extends object ? { [K in keyof T]: JsonSafe<T[K]> } : never
+
+/**
+ * What a queue's payload type must satisfy: data that survives JSON (objects, arrays, strings,
+ * numbers, booleans, null), or bytes as the whole payload (`Uint8Array`, `Buffer`). A type with
+ * a `Date`, `Map`, `Set`, function, `bigint` or a nested `Uint8Array` anywhere in it does not
+ * satisfy it, so `ReliableQueue<{ at: Date }>` is a compile error: send a Date as an ISO string
+ * or unix ms.
+ */
+export type Payload<T> = { [K in keyof T]: T extends Uint8Array ? T[K] : JsonSafe<T[K]> }
+
+/** `AbortSignal` where the project has its type (DOM lib or @types/node), else its core. */
+export type JobSignal = typeof globalThis extends { AbortSignal: { prototype: infer S } }
+  ? S
+  : {
+      readonly aborted: boolean
+      readonly reason: unknown
+      addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void
+      removeEventListener(type: 'abort', listener: () => void): void
+    }
 
 export interface QueueOptions {
   /** Default: process.env.REDIS_URL, else redis://127.0.0.1:6379. */
@@ -59,7 +95,7 @@ export interface BulkOptions extends Omit<JobOptions, 'jobId'> {
   jobIds?: ReadonlyArray<string | undefined>
 }
 
-export interface DeadJob<T> {
+export interface DeadJob<T = any> {
   id: string
   data: T
   error: string
@@ -67,7 +103,7 @@ export interface DeadJob<T> {
   failedAt: Date
 }
 
-export interface DeadLetters<T> {
+export interface DeadLetters<T = any> {
   /** A page of dead letters, newest first. Defaults: limit 100, offset 0. */
   list(options?: { limit?: number; offset?: number }): Promise<DeadJob<T>[]>
   /** Moves them back to the queue as fresh jobs (attempt 1); resolves to how many moved. */
@@ -103,7 +139,7 @@ export interface ProcessOptions {
   handlerTimeoutMs?: number
 }
 
-export interface Job<T> {
+export interface Job<T = any> {
   /** The jobId given to add, else the id add returned. Stable across attempts. */
   readonly id: string
   readonly data: T
@@ -112,7 +148,7 @@ export interface Job<T> {
   /** Attempts this job gets in all (its own maxAttempts, else the worker's). */
   readonly maxAttempts: number
   /** Aborted when the handler times out (handlerTimeoutMs). */
-  readonly signal: AbortSignal
+  readonly signal: JobSignal
 }
 
 export interface QueueStats {
@@ -133,26 +169,50 @@ export declare class HoldfastError extends Error {
   readonly code: string
 }
 
-export declare class Worker<T = unknown> extends EventEmitter {
+/** The events of a Worker and their listeners' arguments. */
+export interface WorkerEvents<T> {
+  /** The handler resolved. */
+  completed: (job: Job<T>, result: unknown) => void
+  /** The handler threw, rejected or timed out; non-Errors arrive wrapped, with `cause`. */
+  failed: (job: Job<T>, error: Error, willRetry: boolean) => void
+  /** A failed job will run again after `delayMs`. */
+  retrying: (job: Job<T>, error: Error, delayMs: number) => void
+  /** A job recovered from a dead worker or an expired lease. */
+  stalled: (jobId: string) => void
+  /** A job moved to the dead letters. */
+  dead: (jobId: string, reason: string) => void
+  /** A Redis or connection problem; the worker backs off, reconnects and keeps going. */
+  error: (error: HoldfastError) => void
+}
+
+/** A worker: a Node EventEmitter (typed here without @types/node) running one handler. */
+export declare class Worker<T = any> {
   /** Unique per process run; the consumer name in Redis. */
   readonly id: string
-  on(event: 'completed', listener: (job: Job<T>, result: unknown) => void): this
-  on(event: 'failed', listener: (job: Job<T>, error: Error, willRetry: boolean) => void): this
-  on(event: 'retrying', listener: (job: Job<T>, error: Error, delayMs: number) => void): this
-  on(event: 'stalled', listener: (jobId: string) => void): this
-  on(event: 'dead', listener: (jobId: string, reason: string) => void): this
-  on(event: 'error', listener: (error: HoldfastError) => void): this
-  once(event: 'completed', listener: (job: Job<T>, result: unknown) => void): this
-  once(event: 'failed', listener: (job: Job<T>, error: Error, willRetry: boolean) => void): this
-  once(event: 'retrying', listener: (job: Job<T>, error: Error, delayMs: number) => void): this
-  once(event: 'stalled', listener: (jobId: string) => void): this
-  once(event: 'dead', listener: (jobId: string, reason: string) => void): this
-  once(event: 'error', listener: (error: HoldfastError) => void): this
+  on<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  once<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  off<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  addListener<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  removeListener<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  prependListener<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  prependOnceListener<E extends keyof WorkerEvents<T>>(event: E, listener: WorkerEvents<T>[E]): this
+  removeAllListeners(event?: keyof WorkerEvents<T>): this
+  emit<E extends keyof WorkerEvents<T>>(event: E, ...args: Parameters<WorkerEvents<T>[E]>): boolean
+  listenerCount(event: keyof WorkerEvents<T>): number
+  listeners<E extends keyof WorkerEvents<T>>(event: E): Array<WorkerEvents<T>[E]>
+  rawListeners<E extends keyof WorkerEvents<T>>(event: E): Array<WorkerEvents<T>[E]>
+  eventNames(): Array<keyof WorkerEvents<T>>
+  setMaxListeners(n: number): this
+  getMaxListeners(): number
   /** Stop fetching, wait for jobs in flight, flush acks, remove the heartbeat. */
   close(): Promise<void>
 }
 
-export declare class ReliableQueue<T = unknown> {
+/**
+ * A queue, and the producer and worker factory for it. `T` is the payload type: it must survive
+ * JSON or be bytes (see `Payload`); without it, payloads are `any`.
+ */
+export declare class ReliableQueue<T extends Payload<T> = any> {
   constructor(name: string, options?: QueueOptions)
   readonly name: string
   add(data: T, options?: JobOptions): Promise<string>

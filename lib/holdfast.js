@@ -1,9 +1,9 @@
 'use strict'
-// The user-facing API over the generated native binding (../index.js): JSON encoding, add
+// The user-facing API over the generated native binding (../binding.js): JSON encoding, add
 // coalescing, running handlers, EventEmitter events and coded errors. Queue logic lives in Rust.
 
 const { EventEmitter } = require('node:events')
-const native = require('../index.js')
+const native = require('./native.js').load()
 const { checkBackoff, toSpec, fromSpec, delayFor } = require('./backoff.js')
 const { HoldfastError, typeError, invalidArgument, fromNative, closedError } = require('./errors.js')
 
