@@ -10,14 +10,40 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-step "build the addon (napi build --platform)"
-npx napi build --platform
+step "build the addon (debug; writes the generated binding.js / binding.d.ts)"
+npm run build:debug
+if ! git diff --quiet -- binding.js binding.d.ts; then
+  git --no-pager diff --stat -- binding.js binding.d.ts
+  echo "the generated binding.js / binding.d.ts differ from the committed ones: commit what napi build wrote" >&2
+  exit 1
+fi
 step "Rust tests (crates/core/tests, against redis-server)"
 cargo test --workspace
 step "TypeScript type test (tsc --strict --noEmit)"
 npx tsc -p __test__/types
 step "benchmark smoke run (BENCH_N=200: checks counts, not timings)"
 BENCH_N=200 BENCH_RESULTS="$(mktemp -d)/results.json" node benchmark/bench.js
+# The release tarballs that __test__/package.test.js installs. On linux-x64 they are built with
+# cargo-zigbuild for glibc 2.17 (zig from PyPI), plus linux-arm64-gnu and linux-x64-musl when
+# rustup can add those targets; CI must build all three.
+cross=""
+if [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]]; then
+  if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! { zig version || python3 -m ziglang version; } >/dev/null 2>&1; then
+    step "pip install ziglang cargo-zigbuild (release builds for glibc 2.17)"
+    python3 -m pip install --quiet --disable-pip-version-check ziglang==0.14.1 cargo-zigbuild==0.24.1
+  fi
+  cross="--cross"
+  for target in aarch64-unknown-linux-gnu x86_64-unknown-linux-musl; do
+    rustup target list --installed 2>/dev/null | grep -qx "$target" && continue
+    if ! rustup target add "$target"; then
+      [[ -n "${CI:-}" ]] && { echo "CI: rustup target add $target failed" >&2; exit 1; }
+      echo "note: no $target target: building this platform's package only" >&2
+      cross=""
+    fi
+  done
+fi
+step "npm run package ${cross} (release binaries, tarballs in dist/)"
+npm run package -- ${cross}
 step "JS tests (node --test __test__/)"
 # a hard limit too: a test process that never exits must fail the run, not hang it
 timeout 1200 node --test --test-timeout=180000 __test__/
