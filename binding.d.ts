@@ -57,6 +57,11 @@ export interface AddColumns {
   backoffs?: Array<string | undefined | null>
   /** Not before, unix ms. */
   runAts?: Array<number | undefined | null>
+  /**
+   * Bytes payloads (`payloads[i]` is then ignored): stored as they are and delivered back as
+   * Buffers.
+   */
+  binaries?: Array<Buffer | undefined | null>
 }
 
 /**
@@ -78,6 +83,11 @@ export interface JobBatch {
   maxAttempts: Uint32Array
   /** Per-job backoff specs ('' where none); absent when no job of the batch has one. */
   backoffs?: Array<string>
+  /**
+   * Per-job data that is bytes (added as bytes, or not UTF-8; null where the data is text in
+   * `payloads`); absent when no job of the batch has any.
+   */
+  binaries?: Array<Buffer | undefined | null>
 }
 
 /** Longest `jobId`, in bytes (checked in JS per call, so one bad add never sinks a batch). */
@@ -86,8 +96,10 @@ export declare const MAX_JOB_ID_BYTES: number
 /** A job in the dead letters. */
 export interface NativeDeadJob {
   id: string
-  /** Encoded (JSON) data. */
+  /** Encoded (JSON) data; '' when the data is bytes. */
   payload: string
+  /** The data, when it is bytes (added as bytes, or not UTF-8). */
+  bytes?: Buffer
   error: string
   attempts: number
   /** Unix ms. */

@@ -109,15 +109,21 @@ const name = 'pkg-${label}-' + process.pid
 const out = []
 for (const mode of ['stream', 'list']) {
   const queue = new ReliableQueue(name + '-' + mode, { mode })
-  const got = new Promise((resolve, reject) => {
+  const got = []
+  const done = new Promise((resolve, reject) => {
     const worker = queue.process(async (job) => job.data)
-    worker.on('completed', (job) => resolve(job.data))
+    worker.on('completed', (job) => got.push(job.data) === 2 && resolve())
     worker.on('failed', (job, err) => reject(err))
   })
   const sent = { from: '${label}', mode, list: [1, 'two', null], nested: { ok: true } }
+  const bytes = new Uint8Array([0xff, 0, 0x80, 1])
   await queue.add(sent)
-  const data = await got
-  if (JSON.stringify(data) !== JSON.stringify(sent)) throw new Error('got ' + JSON.stringify(data))
+  await queue.add(bytes)
+  await done
+  const json = got.find((d) => !(d instanceof Uint8Array))
+  const bin = got.find((d) => d instanceof Uint8Array)
+  if (JSON.stringify(json) !== JSON.stringify(sent)) throw new Error('got ' + JSON.stringify(json))
+  if (!bin || bin.length !== 4 || bin.some((b, i) => b !== bytes[i])) throw new Error('bytes changed: ' + String(bin && [...bin]))
   await queue.close()
   out.push(mode)
 }
@@ -125,13 +131,13 @@ console.log('ran ' + out.join(' '))
 `
 }
 
-test('CommonJS: require, then a job end to end in both modes', () => {
+test('CommonJS: require, then JSON and bytes jobs end to end in both modes', () => {
   write(project, 'job.cjs', `(async () => {\n${roundTrip('cjs', "const { ReliableQueue } = require('holdfast')")}\n})().catch((e) => { console.error(e); process.exit(1) })\n`)
   const r = ok(sh(process.execPath, ['job.cjs'], { cwd: project, shell: false }), 'job.cjs')
   assert.match(r.stdout, /ran stream list/)
 })
 
-test('ESM: import, then a job end to end in both modes', () => {
+test('ESM: import, then JSON and bytes jobs end to end in both modes', () => {
   write(project, 'job.mjs', roundTrip('esm', "import { ReliableQueue } from 'holdfast'\nimport holdfast from 'holdfast'\nif (holdfast.ReliableQueue !== ReliableQueue) throw new Error('two copies')"))
   const r = ok(sh(process.execPath, ['job.mjs'], { cwd: project, shell: false }), 'job.mjs')
   assert.match(r.stdout, /ran stream list/)

@@ -53,7 +53,7 @@ export interface QueueOptions {
   listKey?: string
   /** Key prefix: keys are `<prefix>:{<name>}:<part>`. Default 'holdfast'. */
   prefix?: string
-  /** Largest JSON-encoded payload accepted by add/addBulk. Default 512 KiB. */
+  /** Largest payload accepted by add/addBulk: its JSON text, or its bytes. Default 512 KiB. */
   maxPayloadBytes?: number
   /** An add with a jobId seen within this window adds nothing. Default 24 h. */
   dedupWindowMs?: number

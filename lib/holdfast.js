@@ -24,7 +24,29 @@ function checkOptions(name, value) {
   return value || {}
 }
 
+/**
+ * Job data as it goes to Redis: JSON text, or, for a Uint8Array (a Buffer included), a copy of
+ * its bytes, taken now so that later writes to it do not change the job.
+ */
 function encode(data, limit, where) {
+  if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+    if (data instanceof Uint8Array) {
+      if (data.byteLength > limit) {
+        throw new HoldfastError(
+          'ERR_HOLDFAST_PAYLOAD_TOO_LARGE',
+          `${where}is ${data.byteLength} bytes, over the ${limit}-byte limit; store large data elsewhere and enqueue a reference, or raise maxPayloadBytes`,
+        )
+      }
+      return Buffer.from(data)
+    }
+    // what JSON would silently turn into {} or an index map
+    if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer || data instanceof Map || data instanceof Set) {
+      throw typeError(
+        'ERR_HOLDFAST_INVALID_PAYLOAD',
+        `${where}is a ${data.constructor.name}, which JSON cannot carry; pass bytes as a Buffer or Uint8Array, or convert it to plain objects and arrays`,
+      )
+    }
+  }
   let text
   try {
     text = JSON.stringify(data)
@@ -56,7 +78,7 @@ function encode(data, limit, where) {
  */
 function checkJobOptions(opts) {
   opts = checkOptions('add options', opts)
-  const out = { jobId: undefined, maxAttempts: undefined, backoff: undefined, runAt: undefined }
+  const out = { jobId: undefined, maxAttempts: undefined, backoff: undefined, runAt: undefined, bytes: undefined }
   if (opts.jobId !== undefined) out.jobId = checkJobId(opts.jobId)
   if (opts.maxAttempts !== undefined) {
     if (!(Number.isInteger(opts.maxAttempts) && opts.maxAttempts >= 1 && opts.maxAttempts <= 0xffffffff)) {
@@ -86,7 +108,13 @@ function checkJobId(jobId) {
   return jobId
 }
 
-const COLUMNS = [['jobId', 'jobIds'], ['maxAttempts', 'maxAttempts'], ['backoff', 'backoffs'], ['runAt', 'runAts']]
+const COLUMNS = [
+  ['jobId', 'jobIds'],
+  ['maxAttempts', 'maxAttempts'],
+  ['backoff', 'backoffs'],
+  ['runAt', 'runAts'],
+  ['bytes', 'binaries'],
+]
 
 /** Native `add` columns for `n` jobs, or undefined when no job has any option. */
 function columns(n, jobOptions) {
@@ -159,8 +187,12 @@ class ReliableQueue {
       batch = this._batch = { payloads: [], options: [], waiters: [] }
       queueMicrotask(() => this._flushAdds(batch))
     }
+    if (typeof payload !== 'string') {
+      opts.bytes = payload
+      payload = ''
+    }
     const i = batch.payloads.push(payload) - 1
-    if (opts.jobId !== undefined || opts.maxAttempts !== undefined || opts.backoff !== undefined || opts.runAt !== undefined) {
+    if (opts.jobId !== undefined || opts.maxAttempts !== undefined || opts.backoff !== undefined || opts.runAt !== undefined || opts.bytes) {
       batch.options[i] = opts
     }
     const promise = new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }))
@@ -196,10 +228,22 @@ class ReliableQueue {
     }
     const shared = checkJobOptions(common)
     const payloads = new Array(items.length)
-    for (let i = 0; i < items.length; i++) payloads[i] = encode(items[i], this._maxPayloadBytes, `addBulk item ${i} `)
+    let bytes = null
+    for (let i = 0; i < items.length; i++) {
+      const p = encode(items[i], this._maxPayloadBytes, `addBulk item ${i} `)
+      if (typeof p === 'string') payloads[i] = p
+      else {
+        payloads[i] = ''
+        ;(bytes ??= [])[i] = p
+      }
+    }
     if (payloads.length === 0) return []
     const perItem = jobIds && jobIds.map((id) => (id === undefined || id === null ? undefined : checkJobId(id)))
-    const cols = columns(payloads.length, (i) => (perItem && perItem[i] !== undefined ? { ...shared, jobId: perItem[i] } : shared))
+    const cols = columns(payloads.length, (i) => {
+      const jobId = perItem && perItem[i]
+      const b = bytes && bytes[i]
+      return jobId === undefined && !b ? shared : { ...shared, jobId: jobId ?? shared.jobId, bytes: b }
+    })
     return this._call((n) => n.add(payloads, cols))
   }
 
@@ -256,9 +300,9 @@ class DeadLetters {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidArgument(`${name} must be a whole number >= 0`)
     }
     const items = await this._queue._call((n) => n.deadPage(offset, limit))
-    return items.map(({ id, payload, error, attempts, failedAt }) => ({
+    return items.map(({ id, payload, bytes, error, attempts, failedAt }) => ({
       id,
-      data: decode(payload),
+      data: bytes ?? decode(payload),
       error,
       attempts,
       failedAt: new Date(failedAt),
@@ -356,13 +400,14 @@ class Worker extends EventEmitter {
     this._maxAttempts = this._native.maxAttempts
   }
 
-  _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs }) {
+  _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs, binaries }) {
     let idStart = 0
     let payloadStart = 0
     for (let i = 0; i < tokens.length; i++) {
       const id = ids.slice(idStart, (idStart = idEnds[i]))
       const payload = payloads.slice(payloadStart, (payloadStart = payloadEnds[i]))
-      const job = new Job(id, decode(payload), attempts[i], maxAttempts[i] || this._maxAttempts)
+      const data = binaries && binaries[i] ? binaries[i] : decode(payload)
+      const job = new Job(id, data, attempts[i], maxAttempts[i] || this._maxAttempts)
       if (backoffs && backoffs[i]) job._backoff = fromSpec(backoffs[i])
       this._run(tokens[i], job)
     }

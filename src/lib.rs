@@ -116,6 +116,9 @@ pub struct AddColumns {
     pub backoffs: Option<Vec<Option<String>>>,
     /// Not before, unix ms.
     pub run_ats: Option<Vec<Option<f64>>>,
+    /// Bytes payloads (`payloads[i]` is then ignored): stored as they are and delivered back as
+    /// Buffers.
+    pub binaries: Option<Vec<Option<Buffer>>>,
 }
 
 /// Options of a native worker. An unset option takes the core's default
@@ -181,8 +184,10 @@ pub struct QueueStats {
 #[napi(object, object_from_js = false)]
 pub struct NativeDeadJob {
     pub id: String,
-    /// Encoded (JSON) data.
+    /// Encoded (JSON) data; '' when the data is bytes.
     pub payload: String,
+    /// The data, when it is bytes (added as bytes, or not UTF-8).
+    pub bytes: Option<Buffer>,
     pub error: String,
     pub attempts: u32,
     /// Unix ms.
@@ -207,10 +212,22 @@ pub struct JobBatch {
     pub max_attempts: Uint32Array,
     /// Per-job backoff specs ('' where none); absent when no job of the batch has one.
     pub backoffs: Option<Vec<String>>,
+    /// Per-job data that is bytes (added as bytes, or not UTF-8; null where the data is text in
+    /// `payloads`); absent when no job of the batch has any.
+    pub binaries: Option<Vec<Option<Buffer>>>,
 }
 
 /// Keeps a batch's payload string far below V8's string length limit (~2^29 UTF-16 units).
 const MAX_BATCH_TEXT: usize = 128 << 20;
+
+/// A payload as JS gets it: text to decode, or bytes (added as bytes, or another producer's
+/// data that is not UTF-8).
+fn text_or_bytes(payload: &core::Bytes, binary: bool) -> std::result::Result<&str, Buffer> {
+    match std::str::from_utf8(payload) {
+        Ok(text) if !binary => Ok(text),
+        _ => Err(Buffer::from(payload.to_vec())),
+    }
+}
 
 /// Length in UTF-16 units, which is what JS string offsets count.
 fn utf16_len(s: &str) -> usize {
@@ -250,13 +267,21 @@ fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
     let mut attempts = Vec::with_capacity(n);
     let mut max_attempts = Vec::with_capacity(n);
     let mut backoffs: Option<Vec<String>> = None;
+    let mut binaries: Option<Vec<Option<Buffer>>> = None;
     for (i, job) in jobs.into_iter().enumerate() {
         tokens.push(job.token);
         ids.push_str(&job.id);
         id_end += utf16_len(&job.id);
         id_ends.push(id_end as u32);
-        payloads.push_str(&job.payload);
-        payload_end += utf16_len(&job.payload);
+        match text_or_bytes(&job.payload, job.binary) {
+            Ok(text) => {
+                payloads.push_str(text);
+                payload_end += utf16_len(text);
+            }
+            Err(bytes) => {
+                binaries.get_or_insert_with(|| (0..n).map(|_| None).collect())[i] = Some(bytes)
+            }
+        }
         payload_ends.push(payload_end as u32);
         attempts.push(job.attempt);
         max_attempts.push(job.max_attempts.unwrap_or(0));
@@ -273,6 +298,7 @@ fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
         attempts: Uint32Array::new(attempts),
         max_attempts: Uint32Array::new(max_attempts),
         backoffs,
+        binaries,
     }
 }
 
@@ -366,7 +392,7 @@ impl NativeQueue {
         payloads: Vec<String>,
         options: Option<AddColumns>,
     ) -> Result<Vec<String>> {
-        let o = options.unwrap_or_default();
+        let mut o = options.unwrap_or_default();
         fn at<T: Clone>(col: &Option<Vec<Option<T>>>, i: usize) -> Option<T> {
             col.as_ref().and_then(|c| c.get(i).cloned().flatten())
         }
@@ -376,8 +402,13 @@ impl NativeQueue {
                 Some(v) => Some(small("maxAttempts", v)?),
                 None => None,
             };
+            let bytes = o.binaries.as_mut().and_then(|c| c.get_mut(i)?.take());
             jobs.push(core::NewJob {
-                payload,
+                binary: bytes.is_some(),
+                payload: match bytes {
+                    Some(b) => core::Bytes::copy_from_slice(&b),
+                    None => payload.into(),
+                },
                 job_id: at(&o.job_ids, i),
                 max_attempts,
                 backoff: at(&o.backoffs, i),
@@ -421,12 +452,19 @@ impl NativeQueue {
             .map_err(to_js_error)?;
         Ok(jobs
             .into_iter()
-            .map(|j| NativeDeadJob {
-                id: j.id,
-                payload: j.payload,
-                error: j.error,
-                attempts: j.attempts,
-                failed_at: j.failed_at_ms as f64,
+            .map(|j| {
+                let (payload, bytes) = match text_or_bytes(&j.payload, j.binary) {
+                    Ok(text) => (text.to_owned(), None),
+                    Err(bytes) => (String::new(), Some(bytes)),
+                };
+                NativeDeadJob {
+                    id: j.id,
+                    payload,
+                    bytes,
+                    error: j.error,
+                    attempts: j.attempts,
+                    failed_at: j.failed_at_ms as f64,
+                }
             })
             .collect())
     }

@@ -68,3 +68,25 @@ async function failureModel(queue: ReliableQueue<Email>): Promise<void> {
 }
 
 void failureModel
+
+async function payloadTypes(): Promise<void> {
+  // bytes as the whole payload: delivered as a Buffer
+  const images = new ReliableQueue<Uint8Array>('images')
+  await images.add(new Uint8Array([1, 2, 3]))
+  images.process(async (job) => job.data.byteLength)
+  const buffers = new ReliableQueue<Buffer>('buffers')
+  await buffers.add(Buffer.from('x'))
+  // @ts-expect-error: a Date does not survive JSON
+  new ReliableQueue<{ at: Date }>('dates')
+  // @ts-expect-error: nor a Set
+  new ReliableQueue<Set<string>>('sets')
+  // @ts-expect-error: nor a function
+  new ReliableQueue<{ run: () => void }>('functions')
+  // @ts-expect-error: bytes only as the whole payload
+  new ReliableQueue<{ image: Uint8Array }>('nested')
+  // untyped: any
+  const anyQueue = new ReliableQueue('any')
+  await anyQueue.add({ at: new Date().toISOString() })
+}
+
+void payloadTypes

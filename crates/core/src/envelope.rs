@@ -1,14 +1,15 @@
-//! The envelope: how a job travels as one string — a list-mode element, and a member of the
-//! `delayed` zset in both modes:
+//! The envelope: how a job travels as one Redis string — a list-mode element, and a member of
+//! the `delayed` zset in both modes:
 //! `"\x1fhf1|<attempt>|<recoveries>|<options>|<id length>|<id><payload>"`.
-//! The id is length-prefixed, so it may hold anything. `options` is `;`-separated items, `m<n>`
-//! (max attempts) and `b<spec>` (backoff, opaque here: the JS layer writes and reads it); it
-//! never holds `|`. Any string that is not an envelope is raw data from another producer:
-//! attempt 1, id `raw-` + 16 hex of its SHA-1. `lua/lib/envelope.lua` parses exactly the same way.
+//! The id is length-prefixed, so it may hold anything, and the payload is the rest, any bytes.
+//! `options` is `;`-separated items, `m<n>` (max attempts), `b<spec>` (backoff, opaque here: the
+//! JS layer writes and reads it) and `r` (the payload is raw bytes, not text); it never holds
+//! `|`. Anything that is not an envelope is raw data from another producer: attempt 1, id
+//! `raw-` + 16 hex of its SHA-1. `lua/lib/envelope.lua` parses exactly the same way.
 
 use std::borrow::Cow;
 
-const MAGIC: &str = "\x1fhf1|";
+const MAGIC: &[u8] = b"\x1fhf1|";
 
 /// Per-job options that travel with the job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub struct JobOptions {
     pub max_attempts: Option<u32>,
     /// Backoff spec written by the caller, e.g. `e:1000:60000:0.5`; no `|` or `;`.
     pub backoff: Option<String>,
+    /// The payload is bytes for the caller to take as they are, not (JSON) text.
+    pub binary: bool,
 }
 
 impl JobOptions {
@@ -27,6 +30,9 @@ impl JobOptions {
         if let Some(b) = &self.backoff {
             items.push(format!("b{b}"));
         }
+        if self.binary {
+            items.push("r".to_owned());
+        }
         items.join(";")
     }
 
@@ -37,6 +43,7 @@ impl JobOptions {
             match item.split_at_checked(1) {
                 Some(("m", n)) => opts.max_attempts = n.parse().ok().filter(|&m| m > 0),
                 Some(("b", spec)) if !spec.is_empty() => opts.backoff = Some(spec.to_owned()),
+                Some(("r", "")) => opts.binary = true,
                 _ => {}
             }
         }
@@ -51,7 +58,7 @@ pub(crate) struct Envelope<'a> {
     pub attempt: u32,
     pub recoveries: u32,
     pub options: &'a str,
-    pub payload: &'a str,
+    pub payload: &'a [u8],
 }
 
 pub(crate) fn encode(
@@ -59,17 +66,19 @@ pub(crate) fn encode(
     attempt: u32,
     recoveries: u32,
     options: &str,
-    payload: &str,
-) -> String {
-    format!(
-        "{MAGIC}{attempt}|{recoveries}|{options}|{}|{id}{payload}",
-        id.len()
-    )
+    payload: &[u8],
+) -> Vec<u8> {
+    let head = format!("{attempt}|{recoveries}|{options}|{}|{id}", id.len());
+    let mut out = Vec::with_capacity(MAGIC.len() + head.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
-pub(crate) fn decode(element: &str) -> Envelope<'_> {
+pub(crate) fn decode(element: &[u8]) -> Envelope<'_> {
     parse(element).unwrap_or_else(|| Envelope {
-        id: Cow::Owned(raw_id(element.as_bytes())),
+        id: Cow::Owned(raw_id(element)),
         attempt: 1,
         recoveries: 0,
         options: "",
@@ -78,27 +87,33 @@ pub(crate) fn decode(element: &str) -> Envelope<'_> {
 }
 
 /// Must agree byte for byte with `hf_parse` in lua/lib/envelope.lua: counters are 1 to 10 ASCII
-/// digits that fit a u32, the id is whole and ends on a character boundary.
-fn parse(element: &str) -> Option<Envelope<'_>> {
-    fn number(s: &str) -> Option<u32> {
-        if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+/// digits that fit a u32, and the id is whole. (An id that is not UTF-8, which holdfast never
+/// writes, is read with replacement characters rather than as raw data, so both sides agree
+/// that the element is an envelope.)
+fn parse(element: &[u8]) -> Option<Envelope<'_>> {
+    fn next<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let at = rest.iter().position(|&b| b == b'|')?;
+        let (field, tail) = rest.split_at(at);
+        *rest = &tail[1..];
+        Some(field)
+    }
+    fn number(s: &[u8]) -> Option<u32> {
+        if s.is_empty() || s.len() > 10 || !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        s.parse().ok()
+        std::str::from_utf8(s).ok()?.parse().ok()
     }
-    let rest = element.strip_prefix(MAGIC)?;
-    let mut fields = rest.splitn(5, '|');
-    let attempt = number(fields.next()?)?;
-    let recoveries = number(fields.next()?)?;
-    let options = fields.next()?;
-    let id_len = number(fields.next()?)? as usize;
-    let tail = fields.next()?;
-    if tail.len() < id_len || !tail.is_char_boundary(id_len) {
+    let mut rest = element.strip_prefix(MAGIC)?;
+    let attempt = number(next(&mut rest)?)?;
+    let recoveries = number(next(&mut rest)?)?;
+    let options = std::str::from_utf8(next(&mut rest)?).ok()?;
+    let id_len = number(next(&mut rest)?)? as usize;
+    if rest.len() < id_len {
         return None;
     }
-    let (id, payload) = tail.split_at(id_len);
+    let (id, payload) = rest.split_at(id_len);
     Some(Envelope {
-        id: Cow::Borrowed(id),
+        id: String::from_utf8_lossy(id),
         attempt,
         recoveries,
         options,
@@ -117,17 +132,28 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let el = encode("job|1", 2, 1, "m5;be:1000:0:0", "{\"a\":\"x|y\"}");
+        let el = encode("job|1", 2, 1, "m5;be:1000:0:0", b"{\"a\":\"x|y\"}");
         let env = decode(&el);
         assert_eq!(env.id, "job|1");
         assert_eq!(
             (env.attempt, env.recoveries, env.options),
             (2, 1, "m5;be:1000:0:0")
         );
-        assert_eq!(env.payload, "{\"a\":\"x|y\"}");
-        let el = encode("é", 1, 0, "", "");
+        assert_eq!(env.payload, b"{\"a\":\"x|y\"}");
+        let el = encode("é", 1, 0, "", b"");
         let env = decode(&el);
-        assert_eq!((env.id.as_ref(), env.options, env.payload), ("é", "", ""));
+        assert_eq!(
+            (env.id.as_ref(), env.options, env.payload),
+            ("é", "", &b""[..])
+        );
+        // bytes that are not UTF-8, right after the id too
+        let bytes = [0x80, 0xff, 0, b'|', 0xc3];
+        let el = encode("é", 1, 0, "r", &bytes);
+        let env = decode(&el);
+        assert_eq!(
+            (env.id.as_ref(), env.options, env.payload),
+            ("é", "r", &bytes[..])
+        );
     }
 
     #[test]
@@ -135,11 +161,12 @@ mod tests {
         let o = JobOptions {
             max_attempts: Some(5),
             backoff: Some("e:1000:60000:0.5".into()),
+            binary: true,
         };
-        assert_eq!(o.encode(), "m5;be:1000:60000:0.5");
+        assert_eq!(o.encode(), "m5;be:1000:60000:0.5;r");
         assert_eq!(JobOptions::decode(&o.encode()), o);
         assert_eq!(JobOptions::decode(""), JobOptions::default());
-        assert_eq!(JobOptions::decode("m0;x;b"), JobOptions::default());
+        assert_eq!(JobOptions::decode("m0;x;b;rr"), JobOptions::default());
     }
 
     #[test]
@@ -151,18 +178,17 @@ mod tests {
             "\x1fhf1|1|0||99|short",
             "\x1fhf1|+1|0||1|xy",
             "\x1fhf1|99999999999|0||1|xy",
-            "\x1fhf1|1|0||1|\u{e9}",
         ] {
-            let env = decode(raw);
-            assert_eq!((env.attempt, env.payload), (1, raw));
+            let env = decode(raw.as_bytes());
+            assert_eq!((env.attempt, env.payload), (1, raw.as_bytes()));
             assert!(
                 env.id.starts_with("raw-") && env.id.len() == 20,
                 "{}",
                 env.id
             );
         }
-        assert_eq!(decode("same").id, decode("same").id);
+        assert_eq!(decode(b"same").id, decode(b"same").id);
         // the same id the Lua side computes: "raw-" .. first 16 hex of redis.sha1hex
-        assert_eq!(decode("hello").id, "raw-aaf4c61ddcc5e8a2");
+        assert_eq!(decode(b"hello").id, "raw-aaf4c61ddcc5e8a2");
     }
 }

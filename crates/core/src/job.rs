@@ -1,13 +1,17 @@
 //! Jobs as the core hands them out and takes them in, and what a queue reports about them.
 
+use bytes::Bytes;
 use redis::Value;
 
 use crate::envelope::JobOptions;
 
-/// A job to enqueue. `payload` is the encoded data (JSON, produced by the caller).
+/// A job to enqueue. `payload` is the encoded data: text (JSON, from the JS layer), or bytes to
+/// hand back as they are when `binary` is set.
 #[derive(Debug, Clone, Default)]
 pub struct NewJob {
-    pub payload: String,
+    pub payload: Bytes,
+    /// The payload is bytes, not text; it travels as it is and comes back flagged the same.
+    pub binary: bool,
     /// Your id for the job; deduplicates adds within the queue's dedup window.
     pub job_id: Option<String>,
     pub max_attempts: Option<u32>,
@@ -18,9 +22,10 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn new(payload: impl Into<String>) -> Self {
+    /// A job of text (or bytes) `payload`, copied.
+    pub fn new(payload: impl AsRef<[u8]>) -> Self {
         Self {
-            payload: payload.into(),
+            payload: Bytes::copy_from_slice(payload.as_ref()),
             ..Default::default()
         }
     }
@@ -29,6 +34,7 @@ impl NewJob {
         JobOptions {
             max_attempts: self.max_attempts,
             backoff: self.backoff.clone(),
+            binary: self.binary,
         }
     }
 }
@@ -38,11 +44,13 @@ impl NewJob {
 pub struct Job {
     pub token: u32,
     /// What identifies this delivery in Redis, to finish it: the stream entry id (stream mode;
-    /// a retry is a new entry) or the exact list element (list mode).
-    pub receipt: String,
+    /// a retry is a new entry) or the exact list element (list mode), which may hold any bytes.
+    pub receipt: Bytes,
     /// Stable across attempts: the `jobId` given to `add`, else the first entry id.
     pub id: String,
-    pub payload: String,
+    pub payload: Bytes,
+    /// Added as bytes (`NewJob::binary`). Other producers' data is not flagged, whatever it holds.
+    pub binary: bool,
     /// 1-based.
     pub attempt: u32,
     /// Per-job override of the worker's `max_attempts`.
@@ -86,7 +94,9 @@ impl Stats {
 pub struct DeadJob {
     pub id: String,
     /// The encoded data, as added.
-    pub payload: String,
+    pub payload: Bytes,
+    /// Added as bytes (`NewJob::binary`).
+    pub binary: bool,
     pub attempts: u32,
     pub error: String,
     pub failed_at_ms: u64,
@@ -98,11 +108,11 @@ pub struct DeadJob {
 pub(crate) fn from_fields(entry_id: String, fields: &[Value]) -> Job {
     let pairs: Vec<_> = fields
         .chunks_exact(2)
-        .filter_map(|pair| Some((as_str(&pair[0])?, as_str(&pair[1])?)))
+        .filter_map(|pair| Some((as_bytes(&pair[0])?, as_bytes(&pair[1])?)))
         .collect();
     from_pairs(
         entry_id,
-        pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+        pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
     )
 }
 
@@ -114,28 +124,31 @@ pub(crate) fn from_pairs<'a>(
     let mut job = Job {
         token: 0,
         id: String::new(),
-        receipt: entry_id,
-        payload: String::new(),
+        receipt: Bytes::new(),
+        payload: Bytes::new(),
+        binary: false,
         attempt: 1,
         max_attempts: None,
         backoff: None,
     };
     for (name, value) in pairs {
         match name {
-            b"d" => job.payload = text(value),
+            b"d" => job.payload = Bytes::copy_from_slice(value),
             b"id" => job.id = text(value),
             b"a" => job.attempt = text(value).parse().unwrap_or(1).max(1),
             b"o" => {
                 let opts = JobOptions::decode(&text(value));
                 job.max_attempts = opts.max_attempts;
                 job.backoff = opts.backoff;
+                job.binary = opts.binary;
             }
             _ => {}
         }
     }
     if job.id.is_empty() {
-        job.id = job.receipt.clone();
+        job.id = entry_id.clone();
     }
+    job.receipt = Bytes::from(entry_id);
     job
 }
 
@@ -144,6 +157,16 @@ pub(crate) fn text(v: &[u8]) -> String {
     match std::str::from_utf8(v) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(v).into_owned(),
+    }
+}
+
+/// A reply's bytes as they are (a payload may be any bytes).
+pub(crate) fn as_bytes(v: &Value) -> Option<std::borrow::Cow<'_, [u8]>> {
+    match v {
+        Value::BulkString(b) => Some(std::borrow::Cow::Borrowed(b)),
+        Value::SimpleString(s) => Some(std::borrow::Cow::Borrowed(s.as_bytes())),
+        Value::Int(i) => Some(std::borrow::Cow::Owned(i.to_string().into_bytes())),
+        _ => None,
     }
 }
 

@@ -26,6 +26,7 @@ mod runtime;
 mod scripts;
 mod util;
 
+pub use bytes::Bytes;
 pub use config::{Mode, PrefetchPolicy, QueueConfig, WorkerConfig};
 pub use envelope::JobOptions;
 pub use error::{Error, Result};

@@ -427,12 +427,12 @@ mod tests {
         let jobs = parse_all(REPLY).unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(
-            (jobs[0].receipt.as_str(), jobs[0].id.as_str()),
-            ("1-0", "1-0")
+            (&jobs[0].receipt[..], jobs[0].id.as_str()),
+            (&b"1-0"[..], "1-0")
         );
         assert_eq!(
-            (jobs[0].payload.as_str(), jobs[0].attempt),
-            ("{\"a\":1}", 1)
+            (&jobs[0].payload[..], jobs[0].attempt),
+            (&b"{\"a\":1}"[..], 1)
         );
         assert_eq!(
             jobs[1].payload, "x\r\ny",

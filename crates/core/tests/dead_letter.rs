@@ -446,7 +446,7 @@ async fn list_mode_failing_jobs_are_retried_up_to_max_attempts_then_dead() {
     ];
     for job in &jobs {
         let max = job.max_attempts.unwrap_or(3);
-        expected.insert(job.job_id.clone().unwrap(), (job.payload.clone(), max));
+        expected.insert(job.job_id.clone().unwrap(), (job.payload.text(), max));
     }
     let generated = queue
         .add(vec![NewJob::new("{\"generated\":true}")])

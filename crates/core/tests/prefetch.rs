@@ -46,7 +46,7 @@ async fn prefetched_jobs_come_back_from_complete_never_more_than_concurrency_at_
         .await;
         assert_eq!(stats.waiting, total - 8);
 
-        let mut seen: HashSet<String> = running.iter().map(|j| j.payload.clone()).collect();
+        let mut seen: HashSet<String> = running.iter().map(|j| j.payload.text()).collect();
         let mut done = 0;
         while done < total as usize {
             // finish one at a time: each completion hands back at most one job (one slot freed)
@@ -58,9 +58,9 @@ async fn prefetched_jobs_come_back_from_complete_never_more_than_concurrency_at_
             assert!(next.len() <= 1, "one slot freed, {} handed out", next.len());
             for j in next {
                 assert!(
-                    seen.insert(j.payload.clone()),
+                    seen.insert(j.payload.text()),
                     "job {} handed out twice",
-                    j.payload
+                    j.payload.as_str()
                 );
                 running.push(j);
             }
@@ -68,9 +68,9 @@ async fn prefetched_jobs_come_back_from_complete_never_more_than_concurrency_at_
             if running.is_empty() && done < total as usize {
                 let j = rx.job(DEADLINE).await;
                 assert!(
-                    seen.insert(j.payload.clone()),
+                    seen.insert(j.payload.text()),
                     "job {} handed out twice",
-                    j.payload
+                    j.payload.as_str()
                 );
                 running.push(j);
             }
@@ -125,7 +125,7 @@ async fn prefetched_jobs_of_a_crashed_worker_are_recovered() {
             )
             .expect("worker b");
         let got = rx.jobs(6, DEADLINE).await;
-        let payloads: HashSet<_> = got.iter().map(|j| j.payload.clone()).collect();
+        let payloads: HashSet<_> = got.iter().map(|j| j.payload.text()).collect();
         assert_eq!(
             payloads.len(),
             6,
@@ -219,7 +219,11 @@ async fn adaptive_prefetch_grows_for_fast_handlers_and_starts_low_after_a_lull()
                 running.push(j);
             }
             for j in &running {
-                assert!(seen.insert(j.payload.clone()), "job {} twice", j.payload);
+                assert!(
+                    seen.insert(j.payload.text()),
+                    "job {} twice",
+                    j.payload.as_str()
+                );
             }
             most_held = most_held.max(worker.in_flight());
             let done: Vec<_> = running

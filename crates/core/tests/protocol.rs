@@ -82,7 +82,7 @@ async fn add_then_read_gives_each_job_once_oldest_first() {
         let got: Vec<_> = first
             .iter()
             .chain(&rest)
-            .map(|j| (j.id.clone(), j.payload.clone(), j.attempt))
+            .map(|j| (j.id.clone(), j.payload.text(), j.attempt))
             .collect();
         let want: Vec<_> = ids
             .iter()
@@ -242,7 +242,7 @@ async fn ack_finishes_deliveries() {
         let mut r = reader(&queue, &c).await;
         add(&queue, &["1", "2", "3"]).await;
         let jobs = read(&queue, &mut r, &c, 10).await;
-        let receipts: Vec<String> = jobs.iter().map(|j| j.receipt.clone()).collect();
+        let receipts: Vec<_> = jobs.iter().map(|j| j.receipt.clone()).collect();
         p.ack(&c, &receipts[..2]).await.expect("ack");
         assert_eq!(
             counts(&settled_stats(&queue).await),
@@ -336,7 +336,7 @@ async fn dead_letters_are_written_listed_retried_and_purged() {
         let page = common.dead_page(0, 10).await.expect("page");
         let seen: Vec<_> = page
             .iter()
-            .map(|d| (d.id.clone(), d.payload.clone(), d.attempts, d.error.clone()))
+            .map(|d| (d.id.clone(), d.payload.text(), d.attempts, d.error.clone()))
             .collect();
         assert_eq!(
             seen,
@@ -370,6 +370,72 @@ async fn dead_letters_are_written_listed_retried_and_purged() {
         assert_eq!(
             counts(&settled_stats(&queue).await),
             (0, 1, 0, 0),
+            "{mode:?}"
+        );
+    }
+}
+
+/// Bytes that are not UTF-8 (NUL, a lone continuation byte, `|`, CRLF) travel as they are,
+/// flagged `binary`, through add, read, a delayed retry, the dead letters and back.
+#[tokio::test]
+async fn bytes_payloads_keep_every_byte_and_their_flag_on_every_path() {
+    let redis = TestRedis::shared_or_spawn();
+    let bytes: &[u8] = b"\x80\xff\x00|\r\n\xc3";
+    for mode in MODES {
+        let queue = queue_in(&redis.url(), "p-bytes", mode);
+        let p = queue.protocol();
+        let c = consumer("a", 30_000, 5);
+        let mut r = reader(&queue, &c).await;
+        let job = NewJob {
+            binary: true,
+            ..NewJob::new(bytes)
+        };
+        let ids = p.add(&[job, NewJob::new("text")]).await.expect("add");
+        let jobs = read(&queue, &mut r, &c, 10).await;
+        let got: Vec<_> = jobs.iter().map(|j| (&j.payload[..], j.binary)).collect();
+        assert_eq!(got, [(bytes, true), (&b"text"[..], false)], "{mode:?}");
+
+        // through the delayed set and back (promote)
+        p.retry(&c, &jobs[0].receipt, &jobs[0].id, 2, 1)
+            .await
+            .expect("retry");
+        p.ack(
+            &c,
+            &jobs[1..]
+                .iter()
+                .map(|j| j.receipt.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .expect("ack");
+        p.promote(100).await.expect("promote");
+        let again = read(&queue, &mut r, &c, 10).await;
+        assert_eq!(
+            (
+                &again[0].id,
+                &again[0].payload[..],
+                again[0].binary,
+                again[0].attempt
+            ),
+            (&ids[0], bytes, true, 2),
+            "{mode:?}"
+        );
+
+        assert!(p
+            .dead(&c, &again[0].receipt, &again[0].id, 2, "boom")
+            .await
+            .expect("dead"));
+        let page = p.common().dead_page(0, 10).await.expect("page");
+        assert_eq!(
+            (&page[0].payload[..], page[0].binary),
+            (bytes, true),
+            "{mode:?}"
+        );
+        p.dead_retry(None).await.expect("dead retry");
+        let back = read(&queue, &mut r, &c, 10).await;
+        assert_eq!(
+            (&back[0].payload[..], back[0].binary, back[0].attempt),
+            (bytes, true, 1),
             "{mode:?}"
         );
     }

@@ -318,7 +318,7 @@ async fn list_mode_orphan_of_a_lost_fetch_reply_runs_once_after_a_reconnect() {
     );
     let mut listed = lrange(&mut conn, &active).await;
     listed.sort();
-    let mut want: Vec<String> = held.iter().map(|j| j.receipt.clone()).collect();
+    let mut want: Vec<String> = held.iter().map(|j| j.receipt.text()).collect();
     want.push(orphan.clone());
     want.sort();
     assert_eq!(listed, want, "the held jobs stay in the processing list");

@@ -230,7 +230,10 @@ async fn list_mode_jobs_of_a_crashed_worker_run_again_elsewhere() {
             "a crash is not a failed attempt: {job:?}"
         );
         // The same element, with one recovery counted.
-        assert_eq!(job.receipt, envelope(&job.id, 1, 1, None, &job.payload));
+        assert_eq!(
+            job.receipt,
+            envelope(&job.id, 1, 1, None, job.payload.as_str())
+        );
     }
     rx_b.no_job_for(Duration::from_millis(300)).await;
 
@@ -335,10 +338,10 @@ async fn plant_dead_workers(
         for ((id, job), el) in ids.iter().zip(&jobs).zip(&elements) {
             assert_eq!(
                 el,
-                &envelope(id, 1, 0, job.max_attempts, &job.payload),
+                &envelope(id, 1, 0, job.max_attempts, job.payload.as_str()),
                 "the hand-built envelope matches holdfast's own"
             );
-            expected.insert(id.clone(), (job.payload.clone(), 1, job.max_attempts));
+            expected.insert(id.clone(), (job.payload.text(), 1, job.max_attempts));
         }
 
         let retry_id = format!("r{round}-w{w}-retry");
@@ -404,7 +407,7 @@ async fn list_mode_racing_reapers_requeue_each_dead_workers_jobs_exactly_once() 
         for job in &got {
             let (payload, attempt, max) = &expected[&job.id];
             assert_eq!(
-                (&job.payload, job.attempt, job.max_attempts),
+                (&job.payload.text(), job.attempt, job.max_attempts),
                 (payload, *attempt, *max),
                 "round {round}: {job:?}"
             );

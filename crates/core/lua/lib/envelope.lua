@@ -1,6 +1,7 @@
 -- Shared by the scripts that read or write envelopes (prepended to them when they are loaded;
 -- see scripts.rs). Must agree byte for byte with crates/core/src/envelope.rs.
--- Envelope: "\31hf1|<attempt>|<recoveries>|<options>|<id length>|<id><payload>".
+-- Envelope: "\31hf1|<attempt>|<recoveries>|<options>|<id length>|<id><payload>"; the payload is
+-- any bytes.
 
 -- Returns id, payload, attempt (string), recoveries (number), options (string); or nil when
 -- `el` is not an envelope (raw data from another producer).
@@ -10,8 +11,6 @@ local function hf_parse(el)
   if tonumber(attempt) > 4294967295 or tonumber(recoveries) > 4294967295 then return nil end
   local n = tonumber(idLen)
   if n > 4294967295 or #el - stop < n then return nil end
-  local after = string.byte(el, stop + n + 1)
-  if after and after >= 128 and after < 192 then return nil end -- would split a UTF-8 character
   return string.sub(el, stop + 1, stop + n), string.sub(el, stop + n + 1), attempt, tonumber(recoveries), options
 end
 

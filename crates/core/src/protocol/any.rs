@@ -1,6 +1,7 @@
 //! The one place that matches on the queue's mode: [`AnyProtocol`] is built from the config
 //! and forwards every operation to the mode's protocol. A third mode is one more variant here.
 
+use bytes::Bytes;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -133,19 +134,19 @@ impl Protocol for AnyProtocol {
         &self,
         c: &Consumer,
         listed: Vec<Vec<u8>>,
-        held: Vec<String>,
+        held: Vec<Bytes>,
     ) -> Result<u64> {
         each!(self, p => p.return_orphans(c, listed, held).await)
     }
 
-    async fn ack(&self, c: &Consumer, receipts: &[String]) -> Result<()> {
+    async fn ack(&self, c: &Consumer, receipts: &[Bytes]) -> Result<()> {
         each!(self, p => p.ack(c, receipts).await)
     }
 
     async fn retry(
         &self,
         c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         next_attempt: u32,
         due_ms: u64,
@@ -156,7 +157,7 @@ impl Protocol for AnyProtocol {
     async fn dead(
         &self,
         c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         attempts: u32,
         reason: &str,
@@ -172,7 +173,7 @@ impl Protocol for AnyProtocol {
         each!(self, p => p.trim().await)
     }
 
-    async fn renew(&self, c: &Consumer, receipts: &[String]) -> Result<()> {
+    async fn renew(&self, c: &Consumer, receipts: &[Bytes]) -> Result<()> {
         each!(self, p => p.renew(c, receipts).await)
     }
 

@@ -2,12 +2,14 @@
 //! the `delayed` zset), the connection and the dead-letter limits. The scripts shared by both
 //! modes (`add`, `promote`, `dead_retry`) are run from here with the mode's own copy.
 
+use bytes::Bytes;
 use redis::{Script, Value};
 
 use super::{Consumer, DeadPolicy};
 use crate::conn::Conn;
+use crate::envelope::JobOptions;
 use crate::error::Result;
-use crate::job::{array, as_str, DeadJob, NewJob};
+use crate::job::{array, as_bytes, as_str, text, DeadJob, NewJob};
 use crate::keys::QueueKeys;
 use crate::util::{new_job_id, now_ms};
 
@@ -89,15 +91,16 @@ impl Common {
                 .unwrap_or_default();
             let mut job = DeadJob::default();
             for pair in fields.chunks_exact(2) {
-                let (Some(name), Some(value)) = (as_str(&pair[0]), as_str(&pair[1])) else {
+                let (Some(name), Some(value)) = (as_str(&pair[0]), as_bytes(&pair[1])) else {
                     continue;
                 };
                 match name.as_ref() {
-                    "id" => job.id = value.into_owned(),
-                    "d" => job.payload = value.into_owned(),
-                    "a" => job.attempts = value.parse().unwrap_or(0),
-                    "err" => job.error = value.into_owned(),
-                    "t" => job.failed_at_ms = value.parse().unwrap_or(0),
+                    "id" => job.id = text(&value),
+                    "d" => job.payload = Bytes::copy_from_slice(&value),
+                    "a" => job.attempts = text(&value).parse().unwrap_or(0),
+                    "o" => job.binary = JobOptions::decode(&text(&value)).binary,
+                    "err" => job.error = text(&value),
+                    "t" => job.failed_at_ms = text(&value).parse().unwrap_or(0),
                     _ => {}
                 }
             }
@@ -151,7 +154,7 @@ impl Common {
                 .arg(due)
                 .arg(&id)
                 .arg(job.options().encode())
-                .arg(&job.payload);
+                .arg(&job.payload[..]);
             ids.push(id);
         }
         let (_, entries): (Vec<u8>, Vec<String>) = self.conn.invoke(target, &call).await?;

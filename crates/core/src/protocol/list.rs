@@ -6,15 +6,16 @@
 //! holdfast's own elements are envelopes (`envelope.rs`); any other element is raw data from
 //! another producer (a plain `LPUSH jobs '<json>'`).
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{dead_pairs, Common, Consumer, Dead, Protocol, Read, Reaped};
+use super::{dead_pairs, Common, Consumer, Protocol, Read, Reaped};
 use crate::config::recover_every;
 use crate::conn::dedicated;
-use crate::envelope::{decode, encode, raw_id, JobOptions};
+use crate::envelope::{decode, encode, JobOptions};
 use crate::error::{Error, Result};
 use crate::job::{Job, NewJob, Stats};
 use crate::keys::ListKeys;
@@ -38,7 +39,7 @@ impl Protocol for ListProtocol {
 
     async fn add(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
         let ids: Vec<String> = jobs.iter().map(|_| new_job_id()).collect();
-        let elements: Vec<String> = jobs
+        let elements: Vec<Vec<u8>> = jobs
             .iter()
             .zip(&ids)
             .map(|(job, id)| encode(id, 1, 0, &job.options().encode(), &job.payload))
@@ -151,19 +152,10 @@ impl Protocol for ListProtocol {
                 .map_err(map)?;
             elements.extend(el);
         }
-        let mut read = Read {
-            jobs: Vec::with_capacity(elements.len()),
+        Ok(Read {
+            jobs: elements.into_iter().map(to_job).collect(),
             dead: Vec::new(),
-        };
-        for element in elements {
-            match String::from_utf8(element) {
-                Ok(text) => read.jobs.push(to_job(text)),
-                Err(e) => read
-                    .dead
-                    .extend(self.reject_binary(&active, e.into_bytes()).await?),
-            }
-        }
-        Ok(read)
+        })
     }
 
     async fn listed(&self, c: &Consumer) -> Result<Option<Vec<Vec<u8>>>> {
@@ -174,11 +166,11 @@ impl Protocol for ListProtocol {
         &self,
         c: &Consumer,
         listed: Vec<Vec<u8>>,
-        held: Vec<String>,
+        held: Vec<Bytes>,
     ) -> Result<u64> {
         let mut holding: HashMap<&[u8], usize> = HashMap::new();
         for el in &held {
-            *holding.entry(el.as_bytes()).or_default() += 1;
+            *holding.entry(&el[..]).or_default() += 1;
         }
         let orphans: Vec<&Vec<u8>> = listed
             .iter()
@@ -199,12 +191,12 @@ impl Protocol for ListProtocol {
         self.common.conn.invoke(&active, &call).await
     }
 
-    async fn ack(&self, c: &Consumer, receipts: &[String]) -> Result<()> {
+    async fn ack(&self, c: &Consumer, receipts: &[Bytes]) -> Result<()> {
         let active = self.keys.active(&c.id);
         let mut pipe = redis::pipe();
         // -1: search from the tail, where the oldest deliveries sit (jobs finish roughly in order).
         for el in receipts {
-            pipe.cmd("LREM").arg(&active).arg(-1).arg(el).ignore();
+            pipe.cmd("LREM").arg(&active).arg(-1).arg(&el[..]).ignore();
         }
         self.common.conn.pipe(&active, &pipe).await
     }
@@ -212,7 +204,7 @@ impl Protocol for ListProtocol {
     async fn retry(
         &self,
         c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         next_attempt: u32,
         due_ms: u64,
@@ -234,7 +226,7 @@ impl Protocol for ListProtocol {
     async fn dead(
         &self,
         c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         attempts: u32,
         reason: &str,
@@ -243,7 +235,7 @@ impl Protocol for ListProtocol {
         let env = decode(receipt);
         let call = self.dead_call(
             &active,
-            receipt.as_bytes(),
+            receipt,
             id,
             env.payload,
             attempts,
@@ -319,7 +311,7 @@ impl ListProtocol {
         active: &str,
         element: &[u8],
         id: &str,
-        payload: &str,
+        payload: &[u8],
         attempts: u32,
         reason: &str,
         options: &str,
@@ -339,37 +331,23 @@ impl ListProtocol {
             .arg(options);
         call
     }
-
-    /// Jobs are text (JSON, or any string): an element that is not UTF-8 goes straight to
-    /// `dead`, right after the read that moved it.
-    async fn reject_binary(&self, active: &str, element: Vec<u8>) -> Result<Option<Dead>> {
-        let id = raw_id(&element);
-        let reason =
-            "the element is not UTF-8 text; holdfast jobs are strings (JSON or plain text)";
-        let payload = String::from_utf8_lossy(&element);
-        let call = self.dead_call(active, &element, &id, &payload, 1, reason, "");
-        let moved: i64 = self.common.conn.invoke(active, &call).await?;
-        Ok((moved == 1).then(|| Dead {
-            id,
-            reason: reason.into(),
-        }))
-    }
 }
 
-fn to_job(element: String) -> Job {
-    let env = decode(&element);
+/// An element as a job: an envelope, or another producer's data (any bytes) as attempt 1.
+fn to_job(element: Vec<u8>) -> Job {
+    let receipt = Bytes::from(element);
+    let env = decode(&receipt);
     let opts = JobOptions::decode(env.options);
-    let job = Job {
+    // the payload is the element's tail: a view of it, not a copy
+    let payload = receipt.slice_ref(env.payload);
+    Job {
         token: 0,
         id: env.id.into_owned(),
-        payload: env.payload.to_owned(),
+        payload,
+        binary: opts.binary,
         attempt: env.attempt.max(1),
         max_attempts: opts.max_attempts,
         backoff: opts.backoff,
-        receipt: String::new(),
-    };
-    Job {
-        receipt: element,
-        ..job
+        receipt,
     }
 }

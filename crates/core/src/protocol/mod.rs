@@ -9,6 +9,7 @@
 //! contract tests in `tests/protocol.rs` run every operation of every mode against a real
 //! redis-server with no worker running.
 
+use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
 
@@ -172,19 +173,19 @@ pub trait Protocol: Send + Sync + 'static {
         &self,
         _c: &Consumer,
         _listed: Vec<Vec<u8>>,
-        _held: Vec<String>,
+        _held: Vec<Bytes>,
     ) -> impl Future<Output = Result<u64>> + Send {
         async { Ok(0) }
     }
 
     /// Finishes completed deliveries, in one round trip.
-    fn ack(&self, c: &Consumer, receipts: &[String]) -> impl Future<Output = Result<()>> + Send;
+    fn ack(&self, c: &Consumer, receipts: &[Bytes]) -> impl Future<Output = Result<()>> + Send;
 
     /// Finishes a failed delivery and schedules attempt `next_attempt` (at `due_ms`, 0: now).
     fn retry(
         &self,
         c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         next_attempt: u32,
         due_ms: u64,
@@ -194,7 +195,7 @@ pub trait Protocol: Send + Sync + 'static {
     fn dead(
         &self,
         c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         attempts: u32,
         reason: &str,
@@ -211,11 +212,7 @@ pub trait Protocol: Send + Sync + 'static {
     }
 
     /// Keeps the claims on these deliveries alive (where the heartbeat alone does not).
-    fn renew(
-        &self,
-        _c: &Consumer,
-        _receipts: &[String],
-    ) -> impl Future<Output = Result<()>> + Send {
+    fn renew(&self, _c: &Consumer, _receipts: &[Bytes]) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
 

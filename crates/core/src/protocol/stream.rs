@@ -3,6 +3,7 @@
 //! `XCLAIM ... JUSTID`; expired ones are claimed with `XAUTOCLAIM`. Finished entries leave the
 //! stream by trimming to a safe low-water mark (`stream_trim.lua`).
 
+use bytes::Bytes;
 use std::time::Duration;
 
 use redis::Value;
@@ -48,7 +49,7 @@ impl Protocol for StreamProtocol {
                 .arg(stream)
                 .arg("*")
                 .arg("d")
-                .arg(&job.payload);
+                .arg(&job.payload[..]);
             let options = job.options().encode();
             if !options.is_empty() {
                 cmd.arg("o").arg(options);
@@ -173,12 +174,12 @@ impl Protocol for StreamProtocol {
         })
     }
 
-    async fn ack(&self, _c: &Consumer, receipts: &[String]) -> Result<()> {
+    async fn ack(&self, _c: &Consumer, receipts: &[Bytes]) -> Result<()> {
         let stream = &self.keys.stream;
         let cmd = redis::cmd("XACK")
             .arg(stream)
             .arg(GROUP)
-            .arg(receipts)
+            .arg(receipts.iter().map(|r| &r[..]).collect::<Vec<_>>())
             .to_owned();
         self.common.conn.query::<i64>(stream, &cmd).await?;
         Ok(())
@@ -187,7 +188,7 @@ impl Protocol for StreamProtocol {
     async fn retry(
         &self,
         _c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         next_attempt: u32,
         due_ms: u64,
@@ -208,7 +209,7 @@ impl Protocol for StreamProtocol {
     async fn dead(
         &self,
         _c: &Consumer,
-        receipt: &str,
+        receipt: &[u8],
         id: &str,
         attempts: u32,
         reason: &str,
@@ -244,7 +245,7 @@ impl Protocol for StreamProtocol {
 
     /// XCLAIM ... JUSTID resets the idle time of every entry in flight without counting a
     /// delivery.
-    async fn renew(&self, c: &Consumer, receipts: &[String]) -> Result<()> {
+    async fn renew(&self, c: &Consumer, receipts: &[Bytes]) -> Result<()> {
         let stream = &self.keys.stream;
         let mut pipe = redis::pipe();
         for chunk in receipts.chunks(RENEW_CHUNK) {
@@ -253,7 +254,7 @@ impl Protocol for StreamProtocol {
                 .arg(GROUP)
                 .arg(&c.id)
                 .arg(0)
-                .arg(chunk)
+                .arg(chunk.iter().map(|r| &r[..]).collect::<Vec<_>>())
                 .arg("JUSTID")
                 .ignore();
         }

@@ -3,6 +3,7 @@
 //! latency stays one round trip. Where the mode trims (stream mode), finished entries are then
 //! trimmed away, at most every TRIM_EVERY.
 
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ const CLOSE_TRIES: u32 = 5;
 
 #[derive(Default)]
 struct Batch {
-    acks: Vec<String>,
+    acks: Vec<Bytes>,
     others: Vec<Finish>,
     flushed: Vec<oneshot::Sender<()>>,
     untrimmed: bool,
@@ -116,7 +117,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fin
 
 /// Writes one batch: acks in one go, then failures and dead letters one script call each (they
 /// are rare). Those done are removed from `others`, so a retry after an error repeats none.
-async fn flush(shared: &Shared, acks: &[String], others: &mut Vec<Finish>) -> Result<()> {
+async fn flush(shared: &Shared, acks: &[Bytes], others: &mut Vec<Finish>) -> Result<()> {
     let (p, c) = (&*shared.protocol, &shared.consumer);
     if !acks.is_empty() {
         p.ack(c, acks).await?;

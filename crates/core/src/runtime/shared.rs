@@ -1,6 +1,7 @@
 //! The state a worker's tasks share: jobs in flight, prefetched jobs, the pause/read gate, and
 //! the way to the acker. Fields are private to the runtime; the tasks use the methods.
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,16 +18,16 @@ use crate::protocol::{AnyProtocol, Consumer, Dead, Protocol};
 /// What the acker is asked to write (or do), in order.
 pub(super) enum Finish {
     /// Receipts of completed jobs, one message per `Worker::complete` call.
-    Acks(Vec<String>),
+    Acks(Vec<Bytes>),
     Retry {
-        receipt: String,
+        receipt: Bytes,
         id: String,
         next_attempt: u32,
         /// Unix ms; 0: now.
         due_ms: u64,
     },
     Dead {
-        receipt: String,
+        receipt: Bytes,
         id: String,
         attempts: u32,
         reason: String,
@@ -39,7 +40,7 @@ pub(super) enum Finish {
 
 /// What the worker remembers of a job in flight.
 pub(super) struct InFlight {
-    pub receipt: String,
+    pub receipt: Bytes,
     pub id: String,
     pub attempt: u32,
     pub max_attempts: Option<u32>,
@@ -76,7 +77,7 @@ impl Slab {
         self.len
     }
 
-    pub fn receipts(&self) -> Vec<String> {
+    pub fn receipts(&self) -> Vec<Bytes> {
         self.slots
             .iter()
             .flatten()

@@ -788,3 +788,17 @@ pub fn dead_events(events: &[WorkerEvent]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Payloads and receipts read as text: the tests' payloads are JSON or plain strings.
+pub trait Text {
+    fn as_str(&self) -> &str;
+    fn text(&self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
+impl Text for bytes::Bytes {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self).expect("a text payload")
+    }
+}
