@@ -66,8 +66,9 @@ function build(cross) {
   const targets = ['x86_64-unknown-linux-gnu.2.17']
   if (cross) targets.push('aarch64-unknown-linux-gnu.2.17', 'x86_64-unknown-linux-musl')
   for (const [i, target] of targets.entries()) {
-    // the loader and its types are the same for every target: written once
-    const outputs = i === 0 ? ['--js', 'binding.js', '--dts', 'binding.d.ts'] : ['--no-js', '--dts', 'binding.d.ts']
+    // the loader and its types are the same for every target: written once (a build without the
+    // loader writes types without the loader's export, so those go to target/, unused)
+    const outputs = i === 0 ? ['--js', 'binding.js', '--dts', 'binding.d.ts'] : ['--no-js', '--dts', 'target/cross-binding.d.ts']
     run(process.execPath, [...napi, ...outputs, '--target', target, '-x'])
   }
 }

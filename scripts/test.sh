@@ -44,6 +44,10 @@ if [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]]; then
 fi
 step "npm run package ${cross} (release binaries, tarballs in dist/)"
 npm run package -- ${cross}
+if ! git diff --quiet -- binding.js binding.d.ts; then
+  echo "npm run package changed the generated binding.js / binding.d.ts" >&2
+  exit 1
+fi
 step "JS tests (node --test __test__/)"
 # a hard limit too: a test process that never exits must fail the run, not hang it
 timeout 1200 node --test --test-timeout=180000 __test__/
