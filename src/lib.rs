@@ -223,10 +223,12 @@ const MAX_BATCH_TEXT: usize = 128 << 20;
 /// A payload as JS gets it: text to decode, or bytes (added as bytes, or another producer's
 /// data that is not UTF-8).
 fn text_or_bytes(payload: &core::Bytes, binary: bool) -> std::result::Result<&str, Buffer> {
-    match std::str::from_utf8(payload) {
-        Ok(text) if !binary => Ok(text),
-        _ => Err(Buffer::from(payload.to_vec())),
+    if !binary {
+        if let Ok(text) = std::str::from_utf8(payload) {
+            return Ok(text);
+        }
     }
+    Err(Buffer::from(payload.to_vec()))
 }
 
 /// Length in UTF-16 units, which is what JS string offsets count.
