@@ -50,7 +50,7 @@ function delayFor(backoff, attempt, error, report) {
       return 0
     }
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-      report(invalid(`the backoff function returned ${String(ms)}; it must return a number of ms >= 0`))
+      report(invalid(`the backoff function returned ${typeof ms === 'number' ? ms : `a ${typeof ms}`}; it must return a number of ms >= 0`))
       return 0
     }
   } else {

@@ -354,14 +354,33 @@ class Job {
   }
 }
 
-function errorMessage(err) {
-  if (err instanceof Error) return err.message || err.name || 'Error'
-  if (typeof err === 'string') return err
+/** `instanceof Error`, false where even asking throws (a hostile Proxy). */
+function isError(v) {
   try {
-    return `non-Error thrown: ${JSON.stringify(err) ?? String(err)}`
+    return v instanceof Error
   } catch {
-    return `non-Error thrown: ${String(err)}`
+    return false
   }
+}
+
+/** Failure reasons are stored with the job (retries, dead letters): this many chars at most. */
+const MAX_REASON = 4096
+
+/** The reason stored for a failure: never throws, whatever was thrown, and bounded. */
+function errorMessage(err) {
+  let text
+  try {
+    if (isError(err)) text = String(err.message || err.name || 'Error')
+    else if (typeof err === 'string') text = err
+    else text = `non-Error thrown: ${JSON.stringify(err) ?? String(err)}`
+  } catch {
+    try {
+      text = `non-Error thrown: ${String(err)}`
+    } catch {
+      text = 'non-Error thrown, which could not be turned into text'
+    }
+  }
+  return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}... (${text.length - MAX_REASON} more characters)` : text
 }
 
 class Worker extends EventEmitter {
@@ -429,24 +448,29 @@ class Worker extends EventEmitter {
         finish(false, err) // frees the slot now; the handler should stop on job.signal
       }, this._timeoutMs)
     }
-    let result
     try {
-      result = this._handler(job)
-    } catch (err) {
-      finish(false, err)
-      return
-    }
-    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-      result.then(
+      const result = this._handler(job)
+      if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
+        finish(true, result)
+        return
+      }
+      // Adopted as `await` would: a `then` that throws, or a `then` getter that throws, rejects
+      // this job alone; an object without `then` is the result.
+      Promise.resolve(result).then(
         (value) => finish(true, value),
         (err) => finish(false, err),
       )
-    } else {
-      finish(true, result)
+    } catch (err) {
+      finish(false, err)
     }
   }
 
   _finish(token, job, ok, value) {
+    // first: whatever the events below run into, the outcome gets reported
+    if (!this._flushQueued) {
+      this._flushQueued = true
+      queueMicrotask(() => this._flushCompletions())
+    }
     if (ok) {
       this._ok.push(token)
       if (this.listenerCount('completed') > 0) this._emit('completed', job, value)
@@ -457,14 +481,10 @@ class Worker extends EventEmitter {
       this._reasons.push(errorMessage(value))
       this._delays.push(delay)
       if (this.listenerCount('failed') > 0 || (willRetry && this.listenerCount('retrying') > 0)) {
-        const err = value instanceof Error ? value : new Error(errorMessage(value), { cause: value })
+        const err = isError(value) ? value : new Error(errorMessage(value), { cause: value })
         this._emit('failed', job, err, willRetry)
         if (willRetry) this._emit('retrying', job, err, delay)
       }
-    }
-    if (!this._flushQueued) {
-      this._flushQueued = true
-      queueMicrotask(() => this._flushCompletions())
     }
   }
 
