@@ -79,6 +79,25 @@ test('bad payloads, options and handlers are rejected; nothing of a bad batch is
   assert.throws(() => queue.process(async () => {}, { concurrency: '10' }), INVALID)
 })
 
+test('unknown option keys are refused with a hint, not ignored', async (t) => {
+  const queue = new ReliableQueue(uniqueName('keys'), { url: 'redis://127.0.0.1:1' })
+  t.after(() => queue.close())
+  const hint = (re) => ({ ...INVALID, name: 'TypeError', message: re })
+  await assert.rejects(queue.add(1, { delay: 1000 }), hint(/unknown add options key 'delay'; did you mean 'delayMs'\?/))
+  await assert.rejects(queue.add(1, { attempts: 5 }), hint(/did you mean 'maxAttempts'/))
+  await assert.rejects(queue.add(1, { priority: 1 }), hint(/'priority' \(job priorities are not supported yet/))
+  await assert.rejects(queue.add(1, { jobid: 'x' }), hint(/did you mean 'jobId'/))
+  await assert.rejects(queue.add(1, { backoff: { type: 'fixed', delay: 10 } }), hint(/backoff key 'delay'; did you mean 'delayMs'/))
+  await assert.rejects(queue.addBulk([1], { jobId: 'x' }), hint(/addBulk options key 'jobId'; did you mean 'jobIds'/))
+  await assert.rejects(queue.dead.list({ limt: 5 }), hint(/did you mean 'limit'/))
+  assert.throws(() => queue.process(async () => {}, { concurrancy: 5 }), hint(/did you mean 'concurrency'/))
+  assert.throws(() => queue.process(async () => {}, { lockDuration: 5000 }), hint(/did you mean 'visibilityTimeoutMs'/))
+  assert.throws(() => queue.process(async () => {}, { backoff: { type: 'fixed', delayMs: 1, maxDelay: 5 } }), hint(/did you mean 'maxDelayMs'/))
+  assert.throws(() => new ReliableQueue('q', { connection: { host: 'x' } }), hint(/queue options key 'connection'; did you mean 'url'/))
+  assert.throws(() => new ReliableQueue('q', { deadLetter: { count: 5 } }), hint(/did you mean 'maxLen'/))
+  assert.throws(() => new ReliableQueue('q', { sentinel: {} }), hint(/unknown queue options key 'sentinel' \(known: url, mode/))
+})
+
 for (const mode of MODES) {
   test(`[${mode}] a key of the wrong type at the queue key gives ERR_HOLDFAST_WRONG_TYPE and the worker reports it`, async (t) => {
     const redis = await useRedis()

@@ -3,6 +3,7 @@
 // the delay for an attempt. Spec: "<f|e>:<delayMs>:<maxDelayMs or 0>:<jitter 0..1>".
 
 const { invalidArgument: invalid } = require('./errors.js')
+const { checkOptions } = require('./options.js')
 
 const TYPES = { fixed: 'f', exponential: 'e' }
 
@@ -14,7 +15,7 @@ function checkBackoff(backoff, { allowFunction }) {
     return backoff
   }
   if (backoff === null || typeof backoff !== 'object') throw invalid("backoff must be { type: 'fixed' | 'exponential', delayMs, maxDelayMs?, jitter? } or a function (attempt, error) => ms")
-  const { type, delayMs, maxDelayMs = 0, jitter = 0 } = backoff
+  const { type, delayMs, maxDelayMs = 0, jitter = 0 } = checkOptions('backoff', backoff)
   if (!(type in TYPES)) throw invalid(`backoff.type must be 'fixed' or 'exponential', got ${JSON.stringify(type)}`)
   for (const [name, v] of [['delayMs', delayMs], ['maxDelayMs', maxDelayMs]]) {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalid(`backoff.${name} must be a number of ms >= 0`)

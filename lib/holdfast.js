@@ -6,6 +6,7 @@ const { EventEmitter } = require('node:events')
 const native = require('./native.js').load()
 const { checkBackoff, toSpec, fromSpec, delayFor } = require('./backoff.js')
 const { HoldfastError, typeError, invalidArgument, fromNative, closedError } = require('./errors.js')
+const { checkOptions } = require('./options.js')
 
 /** Concurrent `add` calls made in one tick travel in one pipeline of at most this many jobs. */
 const MAX_COALESCED = 1000
@@ -17,12 +18,6 @@ function checkNumber(name, value) {
   }
 }
 
-function checkOptions(name, value) {
-  if (value !== undefined && (value === null || typeof value !== 'object')) {
-    throw invalidArgument(`${name} must be an object`)
-  }
-  return value || {}
-}
 
 /**
  * Job data as it goes to Redis: JSON text, or, for a Uint8Array (a Buffer included), a copy of
