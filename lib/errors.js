@@ -3,12 +3,20 @@
 
 const CODE_PREFIX = /^(ERR_HOLDFAST_[A-Z_]+): ([\s\S]*)$/
 
-/** An error from holdfast; `code` is stable (`ERR_HOLDFAST_...`). */
+/**
+ * An error from holdfast; `code` is stable (`ERR_HOLDFAST_...`). Bad arguments and payloads are
+ * `TypeError`s (as Node's own are), and `instanceof HoldfastError` is true for them too: it holds
+ * for every Error whose code is one of holdfast's.
+ */
 class HoldfastError extends Error {
   constructor(code, message, options) {
     super(message, options)
     this.name = 'HoldfastError'
     this.code = code
+  }
+
+  static [Symbol.hasInstance](value) {
+    return value instanceof Error && typeof value.code === 'string' && value.code.startsWith('ERR_HOLDFAST_')
   }
 }
 

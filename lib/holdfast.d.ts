@@ -164,9 +164,28 @@ export interface QueueStats {
   paused: boolean
 }
 
-/** Every error holdfast creates carries a stable `code` (`ERR_HOLDFAST_...`). */
+/** The stable codes of holdfast's errors; README.md says what each means. */
+export type HoldfastErrorCode =
+  | 'ERR_HOLDFAST_INVALID_ARGUMENT'
+  | 'ERR_HOLDFAST_INVALID_PAYLOAD'
+  | 'ERR_HOLDFAST_PAYLOAD_TOO_LARGE'
+  | 'ERR_HOLDFAST_CONNECTION'
+  | 'ERR_HOLDFAST_AUTH'
+  | 'ERR_HOLDFAST_REDIS_FULL'
+  | 'ERR_HOLDFAST_WRONG_TYPE'
+  | 'ERR_HOLDFAST_CLOSED'
+  | 'ERR_HOLDFAST_HANDLER_TIMEOUT'
+  | 'ERR_HOLDFAST_REDIS'
+  | 'ERR_HOLDFAST_NATIVE_MISSING'
+  | 'ERR_HOLDFAST_NATIVE_LOAD'
+
+/**
+ * Every error holdfast creates carries a stable `code`. Bad arguments and payloads are
+ * `TypeError`s; `instanceof HoldfastError` is true for them too.
+ */
 export declare class HoldfastError extends Error {
-  readonly code: string
+  constructor(code: HoldfastErrorCode, message: string, options?: { cause?: unknown })
+  readonly code: HoldfastErrorCode
 }
 
 /** The events of a Worker and their listeners' arguments. */

@@ -30,7 +30,7 @@ function ping(port) {
       buf += d
       if (buf.includes('\r\n')) {
         sock.destroy()
-        resolve(buf.startsWith('+PONG'))
+        resolve(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH')) // up, with a password set
       }
     })
     sock.on('error', () => resolve(false))

@@ -8,6 +8,12 @@ pub enum Error {
     InvalidArgument(String),
     /// Redis could not be reached, or the connection broke. Retrying later may succeed.
     Connection(String),
+    /// Redis refused the credentials (none given where it needs a password, or wrong ones).
+    /// Handled like a lost connection: workers back off and try again.
+    Auth(String),
+    /// Redis is at `maxmemory` with a policy that evicts nothing: it refuses writes (new jobs)
+    /// until memory is freed.
+    RedisFull(String),
     /// A payload larger than `maxPayloadBytes`.
     PayloadTooLarge { size: usize, limit: usize },
     /// A key of the queue holds a value of another type (someone else's data is at that key).
@@ -27,6 +33,8 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => "ERR_HOLDFAST_INVALID_ARGUMENT",
             Error::Connection(_) => "ERR_HOLDFAST_CONNECTION",
+            Error::Auth(_) => "ERR_HOLDFAST_AUTH",
+            Error::RedisFull(_) => "ERR_HOLDFAST_REDIS_FULL",
             Error::PayloadTooLarge { .. } => "ERR_HOLDFAST_PAYLOAD_TOO_LARGE",
             Error::WrongType { .. } => "ERR_HOLDFAST_WRONG_TYPE",
             Error::Closed => "ERR_HOLDFAST_CLOSED",
@@ -36,7 +44,7 @@ impl Error {
 
     /// True when the error means the connection itself is unusable and should be rebuilt.
     pub fn is_connection(&self) -> bool {
-        matches!(self, Error::Connection(_))
+        matches!(self, Error::Connection(_) | Error::Auth(_))
     }
 
     /// True when Redis replied with this error code (`NOGROUP`, `BUSYGROUP`, ...).
@@ -46,36 +54,53 @@ impl Error {
 
     /// Maps a redis-crate error, naming the key the command touched when Redis says WRONGTYPE.
     pub(crate) fn from_redis(err: redis::RedisError, key: &str) -> Self {
-        let text = redact(&err.to_string());
+        if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            return Error::Auth(bounded(redact(&err.to_string())));
+        }
         if err.is_io_error()
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_timeout()
-            || err.kind() == redis::ErrorKind::AuthenticationFailed
         {
-            return Error::Connection(text);
+            return Error::Connection(bounded(redact(&err.to_string())));
         }
-        // A pipeline's error has no code of its own: the first failed command's is the one.
-        let code = match err.code() {
-            Some(code) => Some(code.to_owned()),
-            None => err
-                .into_server_errors()
-                .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned())),
-        };
-        match code {
-            Some(code) => Self::server(&server_code(&code, &text), text, key),
-            None => Error::Redis {
+        // EXECABORT (a MULTI that Redis refused) carries its commands' errors, like a pipeline
+        if let Some(code) = err.code().filter(|&c| c != "EXECABORT") {
+            let code = code.to_owned();
+            let text = redact(&err.to_string());
+            return Self::server(&server_code(&code, &text), bounded(text), key);
+        }
+        let client_side = bounded(redact(&err.to_string()));
+        // A pipeline's (or aborted transaction's) error has no code of its own: the first failed
+        // command's is the one, and its text stands for all (an OOM reply to 500 adds would otherwise list 500 of them).
+        let Some(errors) = err.into_server_errors() else {
+            return Error::Redis {
                 code: String::new(),
-                message: text,
-            },
+                message: client_side,
+            };
+        };
+        let Some((_, first)) = errors.first() else {
+            return Error::Redis {
+                code: String::new(),
+                message: client_side,
+            };
+        };
+        let mut text = format!("{} {}", first.code(), first.details().unwrap_or_default());
+        if errors.len() > 1 {
+            text.push_str(&format!(
+                " (and {} more commands of the same pipeline failed)",
+                errors.len() - 1
+            ));
         }
+        let text = bounded(redact(&text));
+        Self::server(&server_code(first.code(), &text), text, key)
     }
 
     /// The same mapping for an error reply read off the wire (`resp.rs`): `msg` is the reply's
     /// text, e.g. `WRONGTYPE Operation against a key ...`.
     pub(crate) fn from_reply(msg: &str, key: &str) -> Self {
         let code = msg.split(' ').next().unwrap_or("");
-        Self::server(&server_code(code, msg), redact(msg), key)
+        Self::server(&server_code(code, msg), bounded(redact(msg)), key)
     }
 
     /// One mapping of a server error code for both readers.
@@ -84,7 +109,9 @@ impl Error {
             "WRONGTYPE" => Error::WrongType {
                 key: key.to_owned(),
             },
-            "LOADING" | "NOAUTH" | "WRONGPASS" => Error::Connection(message),
+            "LOADING" => Error::Connection(message),
+            "NOAUTH" | "WRONGPASS" => Error::Auth(message),
+            "OOM" => Error::RedisFull(message),
             _ => Error::Redis {
                 code: code.to_owned(),
                 message,
@@ -118,6 +145,16 @@ impl fmt::Display for Error {
                 "cannot reach Redis: {msg}. Check that the server runs and the url is right; \
                  holdfast reconnects on its own once it is back"
             ),
+            Error::Auth(msg) => write!(
+                f,
+                "Redis refused the credentials ({msg}). Give them in the url: \
+                 redis://[user]:password@host:port; holdfast keeps retrying, with backoff"
+            ),
+            Error::RedisFull(msg) => write!(
+                f,
+                "Redis is out of memory and refuses writes ({msg}): jobs cannot be added until \
+                 workers drain the queue or maxmemory is raised"
+            ),
             Error::PayloadTooLarge { size, limit } => write!(
                 f,
                 "payload is {size} bytes, over the {limit}-byte limit; store large data elsewhere \
@@ -135,6 +172,23 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Longest message text kept from Redis or the client: replies can be long (a script's error
+/// with its source, a pipeline's list of failures).
+const MAX_MESSAGE: usize = 500;
+
+/// `msg`, cut to `MAX_MESSAGE` bytes on a character boundary.
+fn bounded(mut msg: String) -> String {
+    if msg.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push_str("...");
+    }
+    msg
+}
 
 /// Removes anything that looks like credentials (`user:pass@`) from a message.
 pub fn redact(msg: &str) -> String {
@@ -175,7 +229,15 @@ mod tests {
             }
         );
         assert!(Error::from_reply("LOADING Redis is loading", "").is_connection());
-        assert!(Error::from_reply("NOAUTH Authentication required.", "").is_connection());
+        let noauth = Error::from_reply("NOAUTH Authentication required.", "");
+        assert_eq!(noauth.code(), "ERR_HOLDFAST_AUTH");
+        assert!(noauth.is_connection(), "retried like a lost connection");
+        assert_eq!(
+            Error::from_reply("OOM command not allowed when used memory > 'maxmemory'.", "").code(),
+            "ERR_HOLDFAST_REDIS_FULL"
+        );
+        let long = Error::from_reply(&format!("ERR {}", "x".repeat(5000)), "");
+        assert!(long.to_string().len() < 600, "{}", long.to_string().len());
         let nogroup = Error::from_reply("NOGROUP No such key", "k");
         assert!(nogroup.is_server_code("NOGROUP"), "{nogroup:?}");
         assert!(nogroup.to_string().contains("NOGROUP No such key"));
