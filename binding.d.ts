@@ -45,8 +45,12 @@ export declare class NativeWorker {
    * (prefetched, for the slots just freed), or null.
    */
   complete(ok: Uint32Array, failed: Uint32Array, reasons: Array<string>, delays: Uint32Array): JobBatch | null
-  /** Stops fetching, waits for jobs in flight, flushes acks, then releases the JS callbacks. */
-  close(): Promise<void>
+  /**
+   * Stops fetching, waits for jobs in flight (at most `timeoutMs`, then their jobs go back
+   * to the queue), flushes acks, then releases the JS callbacks. Never rejects for Redis
+   * errors: they arrive as events, and the result counts what could not be done.
+   */
+  close(timeoutMs?: number | undefined | null): Promise<CloseResult>
 }
 
 /** Per-job columns of a native `add`, parallel to its payloads. */
@@ -62,6 +66,17 @@ export interface AddColumns {
    * Buffers.
    */
   binaries?: Array<Buffer | undefined | null>
+}
+
+/** What a worker's close could not do cleanly. */
+export interface CloseResult {
+  /** Handlers still running at `timeoutMs`: their jobs went back to the queue at once. */
+  timedOut: number
+  /**
+   * Jobs whose outcome could not be written (Redis unreachable): recovered when their
+   * leases expire.
+   */
+  leftToLeaseExpiry: number
 }
 
 /**

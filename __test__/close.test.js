@@ -2,7 +2,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { ReliableQueue } = require('..')
-const { useRedis, uniqueName, MODES, key } = require('./helpers/redis-server')
+const { useRedis, uniqueName, waitFor, MODES, key } = require('./helpers/redis-server')
 const { startFixture } = require('./helpers/child')
 
 for (const mode of MODES) {
@@ -79,5 +79,57 @@ for (const mode of MODES) {
     await assert.rejects(queue.addBulk([1]), closed)
     await assert.rejects(queue.stats(), closed)
     assert.throws(() => queue.process(async () => {}), closed)
+  })
+}
+
+for (const mode of MODES) {
+  test(`[${mode}] close({ timeoutMs }) stops waiting for a handler that never settles; its job runs again elsewhere`, async (t) => {
+    const redis = await useRedis()
+    t.after(() => redis.close())
+    const name = uniqueName('close-timeout')
+    const stuck = new ReliableQueue(name, { url: redis.url, mode })
+    const id = await stuck.add({ hang: true })
+    let started = false
+    const errors = []
+    const worker = stuck.process(() => {
+      started = true
+      return new Promise(() => {}) // never settles
+    })
+    worker.on('error', (e) => errors.push(e))
+    await waitFor(() => started, 10_000, 'the handler to start')
+    const result = await stuck.close({ timeoutMs: 100 })
+    assert.deepEqual(result, { timedOut: 1, leftToLeaseExpiry: 0 })
+    assert.deepEqual(errors, [])
+
+    // handed back at once, same attempt: another worker runs it without waiting for a lease
+    const other = new ReliableQueue(name, { url: redis.url, mode })
+    t.after(() => other.close())
+    const runs = []
+    other.process(async (job) => runs.push([job.id, job.attempt]), { visibilityTimeoutMs: 60_000 })
+    await waitFor(() => runs.length === 1, 10_000, 'the job to run again')
+    assert.deepEqual(runs, [[id, 1]])
+    await assert.rejects(stuck.close({ timeoutMs: -1 }), { code: 'ERR_HOLDFAST_INVALID_ARGUMENT' })
+  })
+
+  test(`[${mode}] close() during a Redis outage resolves, reports errors, and counts jobs left to lease expiry`, async (t) => {
+    const redis = await useRedis({ restartable: true })
+    t.after(() => redis.close())
+    const queue = new ReliableQueue(uniqueName('close-outage'), { url: redis.url, mode })
+    await queue.addBulk([1, 2, 3])
+    let release
+    const gate = new Promise((r) => (release = r))
+    let started = 0
+    const worker = queue.process(async () => {
+      started++
+      await gate
+    }, { concurrency: 3 })
+    const codes = []
+    worker.on('error', (e) => codes.push(e.code))
+    await waitFor(() => started === 3, 10_000, 'three handlers')
+    await redis.server.stop()
+    release()
+    const result = await queue.close()
+    assert.deepEqual(result, { timedOut: 0, leftToLeaseExpiry: 3 })
+    assert.ok(codes.length > 0 && codes.every((c) => c === 'ERR_HOLDFAST_CONNECTION'), codes.join())
   })
 }

@@ -223,8 +223,26 @@ export declare class Worker<T = any> {
   eventNames(): Array<keyof WorkerEvents<T>>
   setMaxListeners(n: number): this
   getMaxListeners(): number
-  /** Stop fetching, wait for jobs in flight, flush acks, remove the heartbeat. */
-  close(): Promise<void>
+  /**
+   * Stop fetching, wait for jobs in flight (at most `timeoutMs`: then their jobs go back to the
+   * queue and their handlers' late outcomes are ignored), flush acks, remove the heartbeat.
+   * Never rejects because Redis is unreachable: that arrives as `error` events, and the result
+   * counts what was left to lease expiry.
+   */
+  close(options?: CloseOptions): Promise<CloseResult>
+}
+
+export interface CloseOptions {
+  /** Longest wait for handlers in flight, in ms. Default: no limit. */
+  timeoutMs?: number
+}
+
+/** What a close could not do cleanly (all 0 after a clean close). */
+export interface CloseResult {
+  /** Handlers still running at `timeoutMs`: their jobs went back to the queue at once. */
+  timedOut: number
+  /** Jobs whose outcome could not be written (Redis unreachable): they run again once their leases expire. */
+  leftToLeaseExpiry: number
 }
 
 /**
@@ -242,6 +260,6 @@ export declare class ReliableQueue<T extends Payload<T> = any> {
   readonly dead: DeadLetters<T>
   process(handler: (job: Job<T>) => unknown, options?: ProcessOptions): Worker<T>
   stats(): Promise<QueueStats>
-  /** Closes this queue's workers gracefully, then the queue. */
-  close(): Promise<void>
+  /** Closes this queue's workers as `Worker#close` does (`timeoutMs` bounds each), then the queue. */
+  close(options?: CloseOptions): Promise<CloseResult>
 }

@@ -8,6 +8,14 @@ const { checkBackoff, toSpec, fromSpec, delayFor } = require('./backoff.js')
 const { HoldfastError, typeError, invalidArgument, fromNative, closedError } = require('./errors.js')
 const { checkOptions } = require('./options.js')
 
+function checkCloseOptions(options) {
+  const { timeoutMs } = checkOptions('close options', options)
+  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
+    throw invalidArgument('close timeoutMs must be a number of ms >= 0')
+  }
+  return { timeoutMs: timeoutMs === undefined ? undefined : Math.round(timeoutMs) }
+}
+
 /** Concurrent `add` calls made in one tick travel in one pipeline of at most this many jobs. */
 const MAX_COALESCED = 1000
 const MAX_JOB_ID_BYTES = native.MAX_JOB_ID_BYTES
@@ -272,13 +280,23 @@ class ReliableQueue {
     return this._call((n) => n.stats())
   }
 
-  /** Closes this queue's workers gracefully, then the queue. Idempotent. */
-  async close() {
-    if (this._closed) return
+  /**
+   * Closes this queue's workers gracefully (see Worker#close; `timeoutMs` bounds each), then the
+   * queue. Never rejects because Redis is unreachable. Idempotent.
+   */
+  async close(options) {
+    const { timeoutMs } = checkCloseOptions(options)
+    const total = { timedOut: 0, leftToLeaseExpiry: 0 }
+    if (this._closed) return total
     this._closed = true
     if (this._batch) this._flushAdds(this._batch)
-    await Promise.all([...this._workers].map((w) => w.close()))
+    const results = await Promise.all([...this._workers].map((w) => w.close({ timeoutMs })))
     this._native.close()
+    for (const r of results) {
+      total.timedOut += r.timedOut
+      total.leftToLeaseExpiry += r.leftToLeaseExpiry
+    }
+    return total
   }
 }
 
@@ -498,7 +516,9 @@ class Worker extends EventEmitter {
     try {
       next = this._native.complete(ok, failed, reasons, delays)
     } catch (e) {
-      this._emit('error', fromNative(e))
+      const err = fromNative(e)
+      // a handler that outlived close({ timeoutMs }): its job went back to the queue already
+      if (!(this._closing && err.code === 'ERR_HOLDFAST_CLOSED')) this._emit('error', err)
     }
     // prefetched jobs for the slots just freed come back at once, without a round trip
     if (next) this._onJobs(next)
@@ -527,10 +547,24 @@ class Worker extends EventEmitter {
     }
   }
 
-  /** Stops fetching, waits for jobs in flight, flushes acks. Idempotent. */
-  close() {
-    this._closing ??= this._native.close().then(
-      () => this._queue._workers.delete(this),
+  /**
+   * Stops fetching, waits for jobs in flight (at most `timeoutMs`: then their jobs go back to
+   * the queue, and their handlers' late outcomes are ignored), flushes acks. Never rejects
+   * because Redis is unreachable: that is reported as `error` events, and the result counts
+   * the jobs left to lease expiry. Idempotent: a second call returns the first's result.
+   */
+  close(options) {
+    let timeoutMs
+    try {
+      ;({ timeoutMs } = checkCloseOptions(options))
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    this._closing ??= this._native.close(timeoutMs).then(
+      (result) => {
+        this._queue._workers.delete(this)
+        return result
+      },
       (e) => {
         this._queue._workers.delete(this)
         throw fromNative(e)

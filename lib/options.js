@@ -12,6 +12,7 @@ const KEYS = {
   'process options': ['concurrency', 'visibilityTimeoutMs', 'maxAttempts', 'maxDeliveries', 'blockMs', 'prefetch', 'backoff', 'handlerTimeoutMs'],
   backoff: ['type', 'delayMs', 'maxDelayMs', 'jitter'],
   'dead.list options': ['limit', 'offset'],
+  'close options': ['timeoutMs'],
 }
 
 /** Other queues' names (BullMQ's mostly) for what holdfast has under another name. */

@@ -304,6 +304,16 @@ fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
     }
 }
 
+/// What a worker's close could not do cleanly.
+#[napi(object, object_from_js = false)]
+pub struct CloseResult {
+    /// Handlers still running at `timeoutMs`: their jobs went back to the queue at once.
+    pub timed_out: u32,
+    /// Jobs whose outcome could not be written (Redis unreachable): recovered when their
+    /// leases expire.
+    pub left_to_lease_expiry: u32,
+}
+
 /// Something a worker reports: `kind` is `'error'`, `'stalled'` or `'dead'`.
 #[napi(object, object_from_js = false)]
 pub struct NativeEvent {
@@ -590,11 +600,17 @@ impl NativeWorker {
         Ok(first)
     }
 
-    /// Stops fetching, waits for jobs in flight, flushes acks, then releases the JS callbacks.
+    /// Stops fetching, waits for jobs in flight (at most `timeoutMs`, then their jobs go back
+    /// to the queue), flushes acks, then releases the JS callbacks. Never rejects for Redis
+    /// errors: they arrive as events, and the result counts what could not be done.
     #[napi]
-    pub async fn close(&self) -> Result<()> {
-        let res = self.inner.close().await;
+    pub async fn close(&self, timeout_ms: Option<f64>) -> Result<CloseResult> {
+        let timeout = whole("timeoutMs", timeout_ms)?.map(Duration::from_millis);
+        let report = self.inner.close_within(timeout).await;
         self.dispatch.release();
-        res.map_err(to_js_error)
+        Ok(CloseResult {
+            timed_out: report.timed_out as u32,
+            left_to_lease_expiry: report.left_to_lease_expiry as u32,
+        })
     }
 }

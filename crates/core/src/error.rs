@@ -233,7 +233,11 @@ mod tests {
         assert_eq!(noauth.code(), "ERR_HOLDFAST_AUTH");
         assert!(noauth.is_connection(), "retried like a lost connection");
         assert_eq!(
-            Error::from_reply("OOM command not allowed when used memory > 'maxmemory'.", "").code(),
+            Error::from_reply(
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                ""
+            )
+            .code(),
             "ERR_HOLDFAST_REDIS_FULL"
         );
         let long = Error::from_reply(&format!("ERR {}", "x".repeat(5000)), "");

@@ -32,4 +32,4 @@ pub use envelope::JobOptions;
 pub use error::{Error, Result};
 pub use job::{DeadJob, Job, NewJob, Stats};
 pub use queue::{Queue, MAX_JOB_ID_LEN};
-pub use runtime::{Dispatch, Outcome, Worker, WorkerEvent};
+pub use runtime::{CloseReport, Dispatch, Outcome, Worker, WorkerEvent};

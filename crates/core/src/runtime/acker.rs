@@ -44,7 +44,9 @@ impl Batch {
     }
 }
 
-pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+/// Runs until the worker closes; returns how many finished jobs it could not write back (Redis
+/// unreachable at close): their deliveries are recovered when their leases expire.
+pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) -> usize {
     let mut batch = Batch::default();
     let mut next_trim = Instant::now();
     let mut open = true;
@@ -113,6 +115,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fin
     if batch.untrimmed {
         trim(&shared, &mut batch, &mut next_trim).await;
     }
+    while let Ok(m) = rx.try_recv() {
+        batch.add(m);
+    }
+    batch.acks.len() + batch.others.len()
 }
 
 /// Writes one batch: acks in one go, then failures and dead letters one script call each (they

@@ -38,7 +38,17 @@ struct Tasks {
     maintenance: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     stop_maintenance: watch::Sender<bool>,
-    acker: JoinHandle<()>,
+    acker: JoinHandle<usize>,
+}
+
+/// What a close could not do cleanly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Handlers still running when the close stopped waiting: their jobs went back to the queue.
+    pub timed_out: usize,
+    /// Jobs whose outcome (or return to the queue) could not be written, Redis being
+    /// unreachable: they are recovered once their leases expire, like a crashed worker's.
+    pub left_to_lease_expiry: usize,
 }
 
 impl Worker {
@@ -146,9 +156,18 @@ impl Worker {
     /// Graceful stop: stop fetching, wait for jobs in flight (their leases are still renewed),
     /// flush acknowledgements, then remove this worker's heartbeat. Idempotent.
     pub async fn close(&self) -> Result<()> {
+        self.close_within(None).await;
+        Ok(())
+    }
+
+    /// Stops fetching, waits for the handlers in flight (at most `timeout`, after which their
+    /// jobs go back to the queue), writes back what finished, and leaves. Never fails: Redis
+    /// errors on the way are reported as events, and what could not be written is counted.
+    pub async fn close_within(&self, timeout: Option<std::time::Duration>) -> CloseReport {
+        let mut report = CloseReport::default();
         // The tasks are taken once: a second close finds none and returns.
         let Some(tasks) = self.tasks.lock().unwrap().take() else {
-            return Ok(());
+            return report;
         };
         let shared = &self.shared;
         shared.closing.send_replace(true);
@@ -166,23 +185,39 @@ impl Worker {
             }
         }
         shared.release_prefetched();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             let idle = shared.idle.notified();
             if shared.slab().len() == 0 {
                 break;
             }
-            idle.await;
+            match deadline {
+                None => idle.await,
+                Some(at) => {
+                    if tokio::time::timeout_at(at, idle).await.is_err() {
+                        report.timed_out = shared.release_running();
+                        break;
+                    }
+                }
+            }
         }
         shared.stop_finishing();
-        let _ = tasks.acker.await;
+        report.left_to_lease_expiry = tasks.acker.await.unwrap_or(0);
         tasks.stop_maintenance.send_replace(true);
         let _ = tasks.maintenance.await;
         let _ = tasks.scheduler.await;
         let common = shared.protocol.common();
-        if shared.protocol.leave(&shared.consumer).await? {
-            common.unregister(&shared.consumer).await?;
+        let left = match shared.protocol.leave(&shared.consumer).await {
+            Ok(true) => common.unregister(&shared.consumer).await,
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = left {
+            // the heartbeat stays until its deadline passes; then reapers treat this worker as
+            // dead, which it is
+            shared.emit(WorkerEvent::Error(e));
         }
-        Ok(())
+        report
     }
 }
 

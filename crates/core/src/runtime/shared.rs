@@ -77,6 +77,16 @@ impl Slab {
         self.len
     }
 
+    /// Empties the slab: every job in flight.
+    pub fn drain(&mut self) -> Vec<InFlight> {
+        self.free.clear();
+        self.len = 0;
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     pub fn receipts(&self) -> Vec<Bytes> {
         self.slots
             .iter()
@@ -223,6 +233,25 @@ impl Shared {
         if slab.len() == 0 {
             self.idle.notify_waiters();
         }
+    }
+
+    /// On a close that stops waiting: the jobs whose handlers still run go back to the queue at
+    /// once (same attempt), and their late outcomes are ignored. Returns how many.
+    pub fn release_running(&self) -> usize {
+        let jobs = self.slab().drain();
+        self.ready.lock().unwrap().waiting.clear();
+        if let Some(tx) = self.finisher() {
+            for job in &jobs {
+                let _ = tx.send(Finish::Retry {
+                    receipt: job.receipt.clone(),
+                    id: job.id.clone(),
+                    next_attempt: job.attempt,
+                    due_ms: 0,
+                });
+            }
+        }
+        self.idle.notify_waiters();
+        jobs.len()
     }
 
     /// Takes prefetched jobs for the free handler slots (at most `concurrency` run at once).
