@@ -46,6 +46,13 @@ export declare class NativeWorker {
    */
   complete(ok: Uint32Array, failed: Uint32Array, reasons: Array<string>, delays: Uint32Array): JobBatch | null
   /**
+   * Pauses this worker now (the queue's flag reaches it at its next poll anyway); resolves
+   * once it reads nothing new.
+   */
+  pauseHere(): Promise<void>
+  /** Resumes this worker now. */
+  resumeHere(): void
+  /**
    * Stops fetching, waits for jobs in flight (at most `timeoutMs`, then their jobs go back
    * to the queue), flushes acks, then releases the JS callbacks. Never rejects for Redis
    * errors: they arrive as events, and the result counts what could not be done.

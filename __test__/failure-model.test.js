@@ -262,4 +262,28 @@ for (const mode of MODES) {
     await waitFor(() => here.length + doneThere() === ids.length, 10_000, 'every job after resume')
     await worker.close()
   })
+
+  test(`[${mode}] await pause() means it for this process's workers: a job added right after does not start`, async (t) => {
+    const redis = await useRedis()
+    t.after(() => redis.close())
+    const name = uniqueName('pause-now')
+    const queue = new ReliableQueue(name, { url: redis.url, mode })
+    t.after(() => queue.close())
+    // another object for the same queue: pause() reaches the workers of both
+    const other = new ReliableQueue(name, { url: redis.url, mode })
+    t.after(() => other.close())
+    const ran = []
+    queue.process(async (job) => { ran.push(job.data) }, { blockMs: 5000 })
+    other.process(async (job) => { ran.push(job.data) }, { blockMs: 5000 })
+    for (let trial = 0; trial < 10; trial++) {
+      await queue.add(`before-${trial}`)
+      await waitFor(() => ran.includes(`before-${trial}`), 10_000, 'the job before the pause')
+      await (trial % 2 ? other : queue).pause()
+      await queue.add(`after-${trial}`)
+      await sleep(300)
+      assert.ok(!ran.includes(`after-${trial}`), `trial ${trial}: a job added after await pause() ran`)
+      await queue.resume()
+      await waitFor(() => ran.includes(`after-${trial}`), 10_000, 'the job after resume')
+    }
+  })
 }

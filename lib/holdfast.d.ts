@@ -254,7 +254,10 @@ export declare class ReliableQueue<T extends Payload<T> = any> {
   readonly name: string
   add(data: T, options?: JobOptions): Promise<string>
   addBulk(items: readonly T[], options?: BulkOptions): Promise<string[]>
-  /** Stops fetching in every worker of this queue, in every process; in-flight jobs finish. */
+  /**
+   * Stops fetching in every worker of this queue, in every process; in-flight jobs finish.
+   * Resolves once this process's workers read nothing new (other processes' follow within ~0.2 s).
+   */
   pause(): Promise<void>
   resume(): Promise<void>
   readonly dead: DeadLetters<T>

@@ -16,6 +16,12 @@ function checkCloseOptions(options) {
   return { timeoutMs: timeoutMs === undefined ? undefined : Math.round(timeoutMs) }
 }
 
+/**
+ * The workers of this process, by queue (url, prefix, name), whichever ReliableQueue object
+ * made them: `pause()` stops them all before it resolves.
+ */
+const LOCAL_WORKERS = new Map()
+
 /** Concurrent `add` calls made in one tick travel in one pipeline of at most this many jobs. */
 const MAX_COALESCED = 1000
 const MAX_JOB_ID_BYTES = native.MAX_JOB_ID_BYTES
@@ -168,6 +174,7 @@ class ReliableQueue {
       throw fromNative(e)
     }
     this.name = name
+    this._key = `${url ?? 'redis://127.0.0.1:6379'}\0${opts.prefix ?? 'holdfast'}\0${name}`
     this._maxPayloadBytes = this._native.maxPayloadBytes
     this._batch = null
     this._workers = new Set()
@@ -258,13 +265,18 @@ class ReliableQueue {
     })
   }
 
-  /** Stops fetching in every worker of this queue, in every process; in-flight jobs finish. */
+  /**
+   * Stops fetching in every worker of this queue, in every process; in-flight jobs finish.
+   * Resolves once this process's workers read nothing new (other processes' within ~0.2 s).
+   */
   async pause() {
     await this._call((n) => n.pause())
+    await Promise.all([...(LOCAL_WORKERS.get(this._key) ?? [])].map((w) => w._native.pauseHere()))
   }
 
   async resume() {
     await this._call((n) => n.resume())
+    for (const w of LOCAL_WORKERS.get(this._key) ?? []) w._native.resumeHere()
   }
 
   /** Starts a worker in this process that runs `handler` for each job. */
@@ -430,6 +442,8 @@ class Worker extends EventEmitter {
     }
     this.id = this._native.id
     this._maxAttempts = this._native.maxAttempts
+    const local = LOCAL_WORKERS.get(queue._key) ?? new Set()
+    LOCAL_WORKERS.set(queue._key, local.add(this))
   }
 
   _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs, binaries }) {
@@ -562,15 +576,22 @@ class Worker extends EventEmitter {
     }
     this._closing ??= this._native.close(timeoutMs).then(
       (result) => {
-        this._queue._workers.delete(this)
+        this._forget()
         return result
       },
       (e) => {
-        this._queue._workers.delete(this)
+        this._forget()
         throw fromNative(e)
       },
     )
     return this._closing
+  }
+
+  _forget() {
+    this._queue._workers.delete(this)
+    const local = LOCAL_WORKERS.get(this._queue._key)
+    local?.delete(this)
+    if (local?.size === 0) LOCAL_WORKERS.delete(this._queue._key)
   }
 }
 

@@ -600,6 +600,19 @@ impl NativeWorker {
         Ok(first)
     }
 
+    /// Pauses this worker now (the queue's flag reaches it at its next poll anyway); resolves
+    /// once it reads nothing new.
+    #[napi]
+    pub async fn pause_here(&self) {
+        self.inner.pause_here().await
+    }
+
+    /// Resumes this worker now.
+    #[napi]
+    pub fn resume_here(&self) {
+        self.inner.resume_here()
+    }
+
     /// Stops fetching, waits for jobs in flight (at most `timeoutMs`, then their jobs go back
     /// to the queue), flushes acks, then releases the JS callbacks. Never rejects for Redis
     /// errors: they arrive as events, and the result counts what could not be done.

@@ -3,7 +3,7 @@
 //! job in flight, reaping workers whose deadline passed, and the queue's pause flag.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -12,10 +12,6 @@ use super::fetch::PAUSE_POLL;
 use super::shared::Shared;
 use crate::error::Result;
 use crate::protocol::Protocol;
-
-/// Bounds the unblocking on pause to ~1 s; a read still running then ends by its own BLOCK.
-const UNBLOCK_TRIES: u32 = 50;
-const UNBLOCK_RETRY: Duration = Duration::from_millis(20);
 
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let (p, c) = (&*shared.protocol, &shared.consumer);
@@ -81,18 +77,11 @@ fn report(shared: &Shared, res: Result<()>) {
 }
 
 async fn poll_paused(shared: &Shared) -> Result<()> {
+    let epoch = shared.gate.epoch();
     let paused = shared.protocol.common().is_paused().await?;
-    if shared.gate.set_paused(paused) {
-        // Wake this worker's blocking read so it takes nothing more. The read may be sent
-        // after an UNBLOCK (they travel on different connections), so repeat until the loop
-        // is out of it; the loop checks the flag before its next read.
-        for _ in 0..UNBLOCK_TRIES {
-            if !shared.gate.is_reading() {
-                break;
-            }
-            shared.unblock_read().await;
-            tokio::time::sleep(UNBLOCK_RETRY).await;
-        }
+    // a pause or resume made here while the flag was read is newer than what was read
+    if shared.gate.epoch() == epoch {
+        shared.apply_pause(paused).await;
     }
     Ok(())
 }

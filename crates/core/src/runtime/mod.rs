@@ -155,6 +155,20 @@ impl Worker {
 
     /// Graceful stop: stop fetching, wait for jobs in flight (their leases are still renewed),
     /// flush acknowledgements, then remove this worker's heartbeat. Idempotent.
+    /// Pauses this worker now, as the queue's pause flag does at its next poll: returns once it
+    /// reads nothing new. `Queue::pause` sets the flag for every process; this is for the
+    /// workers of the process that paused, so that its `pause()` means it at once.
+    pub async fn pause_here(&self) {
+        self.shared.gate.bump_epoch();
+        self.shared.apply_pause(true).await;
+    }
+
+    /// Undoes `pause_here` at once (the flag in Redis says the same after `Queue::resume`).
+    pub fn resume_here(&self) {
+        self.shared.gate.bump_epoch();
+        self.shared.gate.set_paused(false);
+    }
+
     pub async fn close(&self) -> Result<()> {
         self.close_within(None).await;
         Ok(())

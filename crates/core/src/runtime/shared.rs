@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -114,6 +115,9 @@ pub(super) struct ReadGate {
     reading: AtomicBool,
     /// CLIENT ID of the fetch connection, so a read can be unblocked (-1: none).
     client: AtomicI64,
+    /// Bumped by a pause or resume made in this process, so a poll of the Redis flag that
+    /// began before it does not undo it.
+    epoch: AtomicU64,
 }
 
 impl ReadGate {
@@ -143,6 +147,14 @@ impl ReadGate {
     pub fn set_paused(&self, paused: bool) -> bool {
         let was = self.paused.swap(paused, Ordering::SeqCst);
         paused && !was
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn set_client(&self, id: i64) {
@@ -261,6 +273,27 @@ impl Shared {
         let n = (self.cfg.concurrency - q.running.min(self.cfg.concurrency)).min(q.waiting.len());
         q.running += n;
         q.waiting.drain(..n).collect()
+    }
+
+    /// Sets the pause flag; when that pauses the worker, returns only once its fetch loop is
+    /// out of any read (or after ~1 s of trying; a read still running then ends by its own
+    /// BLOCK): from then on it reads nothing new.
+    pub async fn apply_pause(&self, paused: bool) {
+        const UNBLOCK_TRIES: u32 = 50;
+        const UNBLOCK_RETRY: Duration = Duration::from_millis(20);
+        if !self.gate.set_paused(paused) {
+            return;
+        }
+        // Wake the blocking read so it takes nothing more. The read may be sent after an
+        // UNBLOCK (they travel on different connections), so repeat until the loop is out of
+        // it; the loop checks the flag before its next read.
+        for _ in 0..UNBLOCK_TRIES {
+            if !self.gate.is_reading() {
+                break;
+            }
+            self.unblock_read().await;
+            tokio::time::sleep(UNBLOCK_RETRY).await;
+        }
     }
 
     /// One `CLIENT UNBLOCK` for the fetch loop's connection, if it has one. Best effort: the
