@@ -250,3 +250,54 @@ async fn list_mode_close_keeps_the_heartbeat_while_the_processing_list_is_not_em
     close(worker_b).await;
     assert_eq!(queue_keys(&mut conn, &queue).await, Vec::<String>::new());
 }
+
+/// `close_within` stops waiting at its timeout: the jobs whose handlers still run go back to the
+/// queue at once (same attempt, no lease to wait out) and a late outcome changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_within_a_timeout_hands_running_jobs_back() {
+    let redis = TestRedis::shared_or_spawn();
+    for mode in MODES {
+        let queue = queue_in(&redis.url(), "close-within", mode);
+        let (dispatch, mut rx) = channel_dispatch();
+        let cfg = WorkerConfig {
+            visibility_timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let worker = queue.worker(cfg, dispatch).expect("worker");
+        queue
+            .add(vec![NewJob::new("a"), NewJob::new("b")])
+            .await
+            .expect("add");
+        let held = rx.jobs(2, DEADLINE).await;
+        let report = worker.close_within(Some(Duration::from_millis(100))).await;
+        assert_eq!(
+            (report.timed_out, report.left_to_lease_expiry),
+            (2, 0),
+            "{mode:?}"
+        );
+        // the handlers finish late: nothing to report to any more
+        assert!(matches!(
+            worker.complete(held.iter().map(|j| (j.token, Outcome::Completed))),
+            Err(Error::Closed)
+        ));
+        let stats = queue.stats().await.expect("stats");
+        let settled = (stats.waiting + stats.active, stats.workers);
+        assert!(
+            settled == (2, 0) && stats.waiting >= 1,
+            "{mode:?}: {stats:?}"
+        );
+
+        let (dispatch, mut rx) = channel_dispatch();
+        let again = queue
+            .worker(worker_cfg(Duration::from_secs(60)), dispatch)
+            .expect("worker");
+        let back = rx.jobs(2, DEADLINE).await;
+        let mut got: Vec<_> = back.iter().map(|j| (j.id.clone(), j.attempt)).collect();
+        let mut want: Vec<_> = held.iter().map(|j| (j.id.clone(), 1)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{mode:?}: back at once, same attempt");
+        complete_all(&again, &back);
+        close(again).await;
+    }
+}
