@@ -64,36 +64,31 @@ impl Error {
         {
             return Error::Connection(bounded(redact(&err.to_string())));
         }
-        // EXECABORT (a MULTI that Redis refused) carries its commands' errors, like a pipeline
-        if let Some(code) = err.code().filter(|&c| c != "EXECABORT") {
-            let code = code.to_owned();
-            let text = redact(&err.to_string());
-            return Self::server(&server_code(&code, &text), bounded(text), key);
-        }
         let client_side = bounded(redact(&err.to_string()));
-        // A pipeline's (or aborted transaction's) error has no code of its own: the first failed
-        // command's is the one, and its text stands for all (an OOM reply to 500 adds would otherwise list 500 of them).
-        let Some(errors) = err.into_server_errors() else {
-            return Error::Redis {
-                code: String::new(),
-                message: client_side,
-            };
-        };
-        let Some((_, first)) = errors.first() else {
-            return Error::Redis {
-                code: String::new(),
-                message: client_side,
-            };
-        };
-        let mut text = format!("{} {}", first.code(), first.details().unwrap_or_default());
-        if errors.len() > 1 {
-            text.push_str(&format!(
-                " (and {} more commands of the same pipeline failed)",
-                errors.len() - 1
-            ));
+        let code = err.code().map(str::to_owned);
+        // A server error, a pipeline's or an aborted transaction's (EXECABORT): the first failed
+        // command's code is the one, and its text stands for all (an OOM reply to 500 adds
+        // would otherwise list 500 of them).
+        if let Some(errors) = err.into_server_errors() {
+            if let Some((_, first)) = errors.first() {
+                let mut text = format!("{} {}", first.code(), first.details().unwrap_or_default());
+                if errors.len() > 1 {
+                    text.push_str(&format!(
+                        " (and {} more commands of the same pipeline failed)",
+                        errors.len() - 1
+                    ));
+                }
+                let text = bounded(redact(&text));
+                return Self::server(&server_code(first.code(), &text), text, key);
+            }
         }
-        let text = bounded(redact(&text));
-        Self::server(&server_code(first.code(), &text), text, key)
+        match code {
+            Some(code) => Self::server(&server_code(&code, &client_side), client_side, key),
+            None => Error::Redis {
+                code: String::new(),
+                message: client_side,
+            },
+        }
     }
 
     /// The same mapping for an error reply read off the wire (`resp.rs`): `msg` is the reply's

@@ -1,0 +1,82 @@
+'use strict'
+// Least privilege: both modes run end to end as an ACL user with exactly the rules README.md
+// documents (parsed from it, so the document stays true): adds, dedup, delays, retries with
+// backoff, dead letters, pause, stats, close. Redis's ACL LOG must show no denial.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+const { createClient } = require('redis')
+const { ReliableQueue } = require('..')
+const { RedisServer } = require('../scripts/redis-server')
+const { uniqueName, waitFor, MODES } = require('./helpers/redis-server')
+
+/** The rules of the README's ACL SETUSER line, after the user name. */
+function documentedRules() {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
+  const m = /<!-- acl -->\s*```\n(ACL SETUSER holdfast [^\n]+)\n```/.exec(readme)
+  assert.ok(m, 'README.md has no ACL block')
+  return m[1].split(' ').slice(3)
+}
+
+async function setup(t, rules) {
+  const server = await RedisServer.start()
+  const admin = createClient({ url: server.url })
+  admin.on('error', () => {})
+  await admin.connect()
+  t.after(async () => {
+    admin.destroy()
+    await server.close()
+  })
+  await admin.sendCommand(['ACL', 'SETUSER', 'holdfast', ...rules.map((r) => (r === '>password' ? '>pw' : r))])
+  return { admin, url: server.url.replace('redis://', 'redis://holdfast:pw@') }
+}
+
+async function denials(admin) {
+  const log = await admin.sendCommand(['ACL', 'LOG'])
+  return log.map((entry) => {
+    const o = {}
+    for (let i = 0; i < entry.length; i += 2) o[entry[i]] = entry[i + 1]
+    return `${o.reason}:${o.object}`
+  })
+}
+
+test('both modes run as an ACL user with exactly the documented rules', async (t) => {
+  const { admin, url } = await setup(t, documentedRules())
+  for (const mode of MODES) {
+    const queue = new ReliableQueue(uniqueName('acl'), { url, mode })
+    await queue.addBulk([1, 2, 3])
+    await queue.add('dedup', { jobId: 'only-once' })
+    await queue.add('dedup', { jobId: 'only-once' })
+    await queue.add('delayed', { delayMs: 30 })
+    await queue.add('fail-once', { backoff: { type: 'fixed', delayMs: 20 } })
+    await queue.add('fail-always', { maxAttempts: 1 })
+    await queue.pause()
+    assert.equal((await queue.stats()).paused, true)
+    await queue.resume()
+    const done = []
+    const errors = []
+    const worker = queue.process(async (job) => {
+      if (job.data === 'fail-always' || (job.data === 'fail-once' && job.attempt === 1)) throw new Error('no')
+      done.push(job.data)
+    }, { visibilityTimeoutMs: 300 })
+    worker.on('error', (e) => errors.push(`${e.code} ${e.message}`))
+    await waitFor(() => done.length === 6, 10_000, 'six jobs done')
+    await waitFor(async () => (await queue.stats()).dead === 1, 10_000, 'one dead letter')
+    assert.equal((await queue.dead.list())[0].data, 'fail-always')
+    assert.equal(await queue.dead.retry('all'), 1)
+    await waitFor(async () => (await queue.stats()).waiting + (await queue.stats()).active === 0 && done.length === 6, 10_000, 'retried')
+    await queue.dead.purge()
+    await queue.close()
+    assert.deepEqual(errors, [], mode)
+  }
+  assert.deepEqual(await denials(admin), [])
+})
+
+test('one documented rule fewer is refused: the rules above are needed', async (t) => {
+  const { admin, url } = await setup(t, documentedRules().filter((r) => r !== '+xadd'))
+  const queue = new ReliableQueue(uniqueName('acl-less'), { url })
+  await assert.rejects(queue.add(1), { code: 'ERR_HOLDFAST_REDIS', message: /NOPERM/ })
+  await queue.close()
+  assert.ok((await denials(admin)).some((d) => d === 'command:xadd'))
+})
