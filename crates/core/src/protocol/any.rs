@@ -8,11 +8,11 @@ use redis::aio::MultiplexedConnection;
 
 use super::list::ListProtocol;
 use super::stream::{StreamProtocol, StreamReader};
-use super::{Common, Consumer, Cursor, Protocol, Read, Reaped, Recovered};
+use super::{Common, Consumer, Cursor, Protocol, Reaped, Recovered};
 use crate::config::{Mode, QueueConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::job::{NewJob, Stats};
+use crate::job::{Job, NewJob, Stats};
 use crate::keys::{ListKeys, QueueKeys, StreamKeys};
 
 pub enum AnyProtocol {
@@ -114,7 +114,7 @@ impl Protocol for AnyProtocol {
         c: &Consumer,
         count: usize,
         block_ms: u64,
-    ) -> Result<Read> {
+    ) -> Result<Vec<Job>> {
         match (self, reader) {
             (AnyProtocol::Stream(p), AnyReader::Stream(r)) => p.read(r, c, count, block_ms).await,
             (AnyProtocol::List(p), AnyReader::List(r)) => p.read(r, c, count, block_ms).await,

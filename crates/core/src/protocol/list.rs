@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{dead_pairs, Common, Consumer, Protocol, Read, Reaped};
+use super::{dead_pairs, Common, Consumer, Protocol, Reaped};
 use crate::config::recover_every;
 use crate::conn::dedicated;
 use crate::envelope::{decode, encode, JobOptions};
@@ -127,7 +127,7 @@ impl Protocol for ListProtocol {
         c: &Consumer,
         count: usize,
         block_ms: u64,
-    ) -> Result<Read> {
+    ) -> Result<Vec<Job>> {
         let wait = &self.keys.wait;
         let active = self.keys.active(&c.id);
         let map = |e| Error::from_redis(e, &format!("{wait} or {active}"));
@@ -152,10 +152,7 @@ impl Protocol for ListProtocol {
                 .map_err(map)?;
             elements.extend(el);
         }
-        Ok(Read {
-            jobs: elements.into_iter().map(to_job).collect(),
-            dead: Vec::new(),
-        })
+        Ok(elements.into_iter().map(to_job).collect())
     }
 
     async fn listed(&self, c: &Consumer) -> Result<Option<Vec<Vec<u8>>>> {

@@ -58,13 +58,6 @@ pub struct Dead {
     pub reason: String,
 }
 
-/// What a read took: jobs to run, and elements it could not run that went straight to `dead`.
-#[derive(Debug, Default)]
-pub struct Read {
-    pub jobs: Vec<Job>,
-    pub dead: Vec<Dead>,
-}
-
 /// What a recovery step found: jobs whose lease expired, claimed to run here, and poison jobs
 /// it dead-lettered instead. `more`: the scan is not finished, call again at once.
 #[derive(Debug, Default)]
@@ -148,7 +141,7 @@ pub trait Protocol: Send + Sync + 'static {
         c: &Consumer,
         count: usize,
         block_ms: u64,
-    ) -> impl Future<Output = Result<Read>> + Send;
+    ) -> impl Future<Output = Result<Vec<Job>>> + Send;
 
     /// One step of claiming deliveries whose lease expired, for up to `count` free slots.
     fn recover(

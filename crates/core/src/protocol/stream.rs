@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::{dead_pairs, Common, Consumer, Cursor, Protocol, Read, Reaped, Recovered};
+use super::{dead_pairs, Common, Consumer, Cursor, Protocol, Reaped, Recovered};
 use crate::error::{Error, Result};
-use crate::job::{array, as_str, from_fields, NewJob, Stats};
+use crate::job::{array, as_str, from_fields, Job, NewJob, Stats};
 use crate::keys::{StreamKeys, GROUP};
 use crate::resp::RespConn;
 use crate::scripts;
@@ -124,15 +124,11 @@ impl Protocol for StreamProtocol {
         c: &Consumer,
         count: usize,
         block_ms: u64,
-    ) -> Result<Read> {
-        let jobs = reader
+    ) -> Result<Vec<Job>> {
+        reader
             .0
             .xreadgroup(GROUP, &c.id, count, block_ms, &self.keys.stream)
-            .await?;
-        Ok(Read {
-            jobs,
-            dead: Vec::new(),
-        })
+            .await
     }
 
     /// One step of the XAUTOCLAIM scan.

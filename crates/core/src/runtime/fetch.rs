@@ -98,14 +98,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
         let read = p.read(reader, c, free, block_ms).await;
         shared.gate.leave_read();
         match read {
-            Ok(read) => {
-                drained = read.jobs.len() < free;
+            Ok(jobs) => {
+                drained = jobs.len() < free;
                 if drained {
                     shared.prefetch.reset();
                 }
                 backoff.reset();
-                shared.emit_dead(read.dead);
-                shared.deliver(read.jobs);
+                shared.deliver(jobs);
             }
             Err(e) => handle(&shared, e, &mut conn, &mut backoff, &mut closing).await,
         }

@@ -39,6 +39,18 @@ pub(super) enum Finish {
     Flush(oneshot::Sender<()>),
 }
 
+impl Finish {
+    /// A delivery going back to the queue as it is: same attempt, due now.
+    fn hand_back(receipt: Bytes, id: String, attempt: u32) -> Self {
+        Finish::Retry {
+            receipt,
+            id,
+            next_attempt: attempt,
+            due_ms: 0,
+        }
+    }
+}
+
 /// What the worker remembers of a job in flight.
 pub(super) struct InFlight {
     pub receipt: Bytes,
@@ -234,12 +246,7 @@ impl Shared {
         let mut slab = self.slab();
         for job in jobs {
             if slab.remove(job.token).is_some() {
-                let _ = tx.send(Finish::Retry {
-                    receipt: job.receipt,
-                    id: job.id,
-                    next_attempt: job.attempt,
-                    due_ms: 0,
-                });
+                let _ = tx.send(Finish::hand_back(job.receipt, job.id, job.attempt));
             }
         }
         if slab.len() == 0 {
@@ -251,19 +258,15 @@ impl Shared {
     /// once (same attempt), and their late outcomes are ignored. Returns how many.
     pub fn release_running(&self) -> usize {
         let jobs = self.slab().drain();
+        let n = jobs.len();
         self.ready.lock().unwrap().waiting.clear();
         if let Some(tx) = self.finisher() {
-            for job in &jobs {
-                let _ = tx.send(Finish::Retry {
-                    receipt: job.receipt.clone(),
-                    id: job.id.clone(),
-                    next_attempt: job.attempt,
-                    due_ms: 0,
-                });
+            for job in jobs {
+                let _ = tx.send(Finish::hand_back(job.receipt, job.id, job.attempt));
             }
         }
         self.idle.notify_waiters();
-        jobs.len()
+        n
     }
 
     /// Takes prefetched jobs for the free handler slots (at most `concurrency` run at once).
