@@ -28,6 +28,11 @@ export declare class NativeQueue {
   deadPurge(): Promise<number>
   /** Starts a worker. `onJobs` receives batches; `onEvent` receives errors and notices. */
   createWorker(options: WorkerOptions, onJobs: (batch: JobBatch) => void, onEvent: (event: NativeEvent) => void): NativeWorker
+  /**
+   * Which queue this is, the same for every object made for it in this process: url, prefix
+   * and name, with their defaults applied.
+   */
+  get identity(): string
   /** The payload limit in force (the option, or its default). */
   get maxPayloadBytes(): number
   /** Marks the queue closed; later calls reject with ERR_HOLDFAST_CLOSED. */

@@ -32,7 +32,6 @@ function checkNumber(name, value) {
   }
 }
 
-
 /**
  * Job data as it goes to Redis: JSON text, or, for a Uint8Array (a Buffer included), a copy of
  * its bytes, taken now so that later writes to it do not change the job.
@@ -40,12 +39,7 @@ function checkNumber(name, value) {
 function encode(data, limit, where) {
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     if (data instanceof Uint8Array) {
-      if (data.byteLength > limit) {
-        throw new HoldfastError(
-          'ERR_HOLDFAST_PAYLOAD_TOO_LARGE',
-          `${where}is ${data.byteLength} bytes, over the ${limit}-byte limit; store large data elsewhere and enqueue a reference, or raise maxPayloadBytes`,
-        )
-      }
+      if (data.byteLength > limit) throw tooLarge(where, `${data.byteLength} bytes`, limit)
       return Buffer.from(data)
     }
     // what JSON would silently turn into {} or an index map
@@ -71,14 +65,21 @@ function encode(data, limit, where) {
   // A UTF-8 byte is at most 3 per UTF-16 unit, so most payloads skip the byte count.
   if (text.length * 3 > limit) {
     const size = Buffer.byteLength(text)
-    if (size > limit) {
-      throw new HoldfastError(
-        'ERR_HOLDFAST_PAYLOAD_TOO_LARGE',
-        `${where}is ${size} bytes as JSON, over the ${limit}-byte limit; store large data elsewhere and enqueue a reference, or raise maxPayloadBytes`,
-      )
-    }
+    if (size > limit) throw tooLarge(where, `${size} bytes as JSON`, limit)
   }
   return text
+}
+
+function tooLarge(where, size, limit) {
+  return new HoldfastError(
+    'ERR_HOLDFAST_PAYLOAD_TOO_LARGE',
+    `${where}is ${size}, over the ${limit}-byte limit; store large data elsewhere and enqueue a reference, or raise maxPayloadBytes`,
+  )
+}
+
+/** Bytes go to the native `binaries` column, and '' to `payloads` in their place. */
+function bytesColumns(bytes, opts) {
+  return ['', { ...opts, bytes }]
 }
 
 /**
@@ -174,10 +175,9 @@ class ReliableQueue {
       throw fromNative(e)
     }
     this.name = name
-    this._key = `${url ?? 'redis://127.0.0.1:6379'}\0${opts.prefix ?? 'holdfast'}\0${name}`
+    this._key = this._native.identity
     this._maxPayloadBytes = this._native.maxPayloadBytes
     this._batch = null
-    this._workers = new Set()
     this._closed = false
     this.dead = new DeadLetters(this)
   }
@@ -197,10 +197,7 @@ class ReliableQueue {
       batch = this._batch = { payloads: [], options: [], waiters: [] }
       queueMicrotask(() => this._flushAdds(batch))
     }
-    if (typeof payload !== 'string') {
-      opts.bytes = payload
-      payload = ''
-    }
+    if (typeof payload !== 'string') [payload, opts] = bytesColumns(payload, opts)
     const i = batch.payloads.push(payload) - 1
     if (opts.jobId !== undefined || opts.maxAttempts !== undefined || opts.backoff !== undefined || opts.runAt !== undefined || opts.bytes) {
       batch.options[i] = opts
@@ -238,22 +235,19 @@ class ReliableQueue {
     }
     const shared = checkJobOptions(common)
     const payloads = new Array(items.length)
-    let bytes = null
+    const itemOptions = new Array(items.length)
     for (let i = 0; i < items.length; i++) {
       const p = encode(items[i], this._maxPayloadBytes, `addBulk item ${i} `)
-      if (typeof p === 'string') payloads[i] = p
-      else {
-        payloads[i] = ''
-        ;(bytes ??= [])[i] = p
-      }
+      if (typeof p === 'string') {
+        payloads[i] = p
+        itemOptions[i] = shared
+      } else [payloads[i], itemOptions[i]] = bytesColumns(p, shared)
     }
     if (payloads.length === 0) return []
     const perItem = jobIds && jobIds.map((id) => (id === undefined || id === null ? undefined : checkJobId(id)))
-    const cols = columns(payloads.length, (i) => {
-      const jobId = perItem && perItem[i]
-      const b = bytes && bytes[i]
-      return jobId === undefined && !b ? shared : { ...shared, jobId: jobId ?? shared.jobId, bytes: b }
-    })
+    const cols = columns(payloads.length, (i) =>
+      perItem && perItem[i] !== undefined ? { ...itemOptions[i], jobId: perItem[i] } : itemOptions[i],
+    )
     return this._call((n) => n.add(payloads, cols))
   }
 
@@ -271,20 +265,23 @@ class ReliableQueue {
    */
   async pause() {
     await this._call((n) => n.pause())
-    await Promise.all([...(LOCAL_WORKERS.get(this._key) ?? [])].map((w) => w._native.pauseHere()))
+    await Promise.all(this._localWorkers().map((w) => w._native.pauseHere()))
   }
 
   async resume() {
     await this._call((n) => n.resume())
-    for (const w of LOCAL_WORKERS.get(this._key) ?? []) w._native.resumeHere()
+    for (const w of this._localWorkers()) w._native.resumeHere()
+  }
+
+  /** This process's open workers of this queue, made by this object or another. */
+  _localWorkers() {
+    return [...(LOCAL_WORKERS.get(this._key) ?? [])]
   }
 
   /** Starts a worker in this process that runs `handler` for each job. */
   process(handler, options) {
     if (this._closed) throw closedError('queue')
-    const worker = new Worker(this, handler, options)
-    this._workers.add(worker)
-    return worker
+    return new Worker(this, handler, options)
   }
 
   /** Counts: waiting, active, delayed, dead, workers, and whether the queue is paused. */
@@ -302,7 +299,7 @@ class ReliableQueue {
     if (this._closed) return total
     this._closed = true
     if (this._batch) this._flushAdds(this._batch)
-    const results = await Promise.all([...this._workers].map((w) => w.close({ timeoutMs })))
+    const results = await Promise.all(this._localWorkers().filter((w) => w._queue === this).map((w) => w.close({ timeoutMs })))
     this._native.close()
     for (const r of results) {
       total.timedOut += r.timedOut
@@ -588,7 +585,6 @@ class Worker extends EventEmitter {
   }
 
   _forget() {
-    this._queue._workers.delete(this)
     const local = LOCAL_WORKERS.get(this._queue._key)
     local?.delete(this)
     if (local?.size === 0) LOCAL_WORKERS.delete(this._queue._key)

@@ -534,6 +534,14 @@ impl NativeQueue {
         })
     }
 
+    /// Which queue this is, the same for every object made for it in this process: url, prefix
+    /// and name, with their defaults applied.
+    #[napi(getter)]
+    pub fn identity(&self) -> String {
+        let c = self.inner.config();
+        format!("{}\0{}\0{}", c.url, c.prefix, c.name)
+    }
+
     /// The payload limit in force (the option, or its default).
     #[napi(getter)]
     pub fn max_payload_bytes(&self) -> f64 {
