@@ -4,12 +4,12 @@
 // (without @types/node), the README's programs run as pasted, and the binaries checked.
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
-const { spawn, spawnSync } = require('node:child_process')
+const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const readline = require('node:readline')
 const { platformName } = require('../lib/native.js')
+const { startProgram } = require('./helpers/child')
 
 const ROOT = path.resolve(__dirname, '..')
 const DIST = path.join(ROOT, 'dist')
@@ -222,40 +222,8 @@ function readmeProgram(name) {
 
 /** Runs a program of the project; `waitLine(re)` resolves with the first stdout line matching. */
 function start(file) {
-  const proc = spawn(process.execPath, [file], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const lines = []
-  let stderr = ''
-  proc.stderr.on('data', (d) => (stderr += d))
-  const waiters = new Set()
-  readline.createInterface({ input: proc.stdout }).on('line', (line) => {
-    lines.push(line)
-    for (const w of waiters) if (w.re.test(line)) (waiters.delete(w), w.resolve(line))
-  })
-  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
-  const describe = () => `${file}: stdout:\n${lines.join('\n')}\nstderr:\n${stderr}`
-  return {
-    proc,
-    lines,
-    exited,
-    describe,
-    waitLine(re, ms = 30_000) {
-      const found = lines.find((l) => re.test(l))
-      if (found) return Promise.resolve(found)
-      return new Promise((resolve, reject) => {
-        const w = { re, resolve }
-        waiters.add(w)
-        setTimeout(() => reject(new Error(`no line ${re} within ${ms} ms; ${describe()}`)), ms).unref()
-        exited.then(() => setImmediate(() => waiters.has(w) && reject(new Error(`exited before ${re}; ${describe()}`))))
-      })
-    },
-    async stop(signal) {
-      proc.kill(signal)
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000)
-      const result = await exited
-      clearTimeout(timer)
-      return result
-    },
-  }
+  const run = startProgram(file, { cwd: project, env, stderr: 'pipe' })
+  return { ...run, waitLine: (re) => run.waitLine((line) => re.test(line), 30_000) }
 }
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
