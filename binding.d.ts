@@ -184,7 +184,11 @@ export interface QueueStats {
 export interface WorkerOptions {
   /** Jobs in flight at once in this worker (default 64). */
   concurrency?: number
-  /** Lease length in ms (default 30000). Renewed by Rust timers while the handler runs. */
+  /**
+   * Lease length in ms (default 3000): how long a dead or cut-off worker's jobs wait before
+   * another worker takes them. Renewed by Rust timers while the handler runs, so it does not
+   * limit how long a handler may run.
+   */
   visibilityTimeoutMs?: number
   /** Handler runs per job before it goes to `dead` (default 3). */
   maxAttempts?: number

@@ -115,7 +115,11 @@ export interface DeadLetters<T = any> {
 export interface ProcessOptions {
   /** Jobs in flight at once in this worker. Default 64. */
   concurrency?: number
-  /** Lease length in ms, renewed by Rust timers while the handler runs. Default 30000. */
+  /**
+   * Lease length in ms. Default 3000. A worker that dies (or cannot reach Redis) for this long
+   * has its jobs run elsewhere; Rust timers renew the lease while the handler runs, so it does
+   * not limit how long a handler may run.
+   */
   visibilityTimeoutMs?: number
   /** Handler runs per job (the first included) before it goes to dead. Default 3. */
   maxAttempts?: number

@@ -127,7 +127,9 @@ pub struct AddColumns {
 pub struct WorkerOptions {
     /// Jobs in flight at once in this worker (default 64).
     pub concurrency: Option<f64>,
-    /// Lease length in ms (default 30000). Renewed by Rust timers while the handler runs.
+    /// Lease length in ms (default 3000): how long a dead or cut-off worker's jobs wait before
+    /// another worker takes them. Renewed by Rust timers while the handler runs, so it does not
+    /// limit how long a handler may run.
     pub visibility_timeout_ms: Option<f64>,
     /// Handler runs per job before it goes to `dead` (default 3).
     pub max_attempts: Option<f64>,

@@ -3,21 +3,25 @@
 -- Each return counts as a recovery in the element's envelope; an element recovered more than
 -- max-deliveries times goes to the dead letters instead (a poison message).
 -- Elements are envelopes or raw data (lib/envelope.lua and lib/dead.lua are prepended).
--- KEYS[1] workers (zset: worker id -> heartbeat deadline, unix ms)
+-- KEYS[1] workers (zset: worker id -> heartbeat deadline, server unix ms)
 -- KEYS[2] active:<worker id> (list)
 -- KEYS[3] wait (list)
 -- KEYS[4] dead (stream, capped)
 -- ARGV[1] worker id
--- ARGV[2] now, unix ms: the worker is dead if its deadline is before this
--- ARGV[3] max deliveries
--- ARGV[4] dead-letter cap
--- ARGV[5] dead-letter cutoff, unix ms: older dead letters are dropped
+-- ARGV[2] max deliveries
+-- ARGV[3] dead-letter cap
+-- ARGV[4] dead-letter cutoff, unix ms: older dead letters are dropped
+-- ARGV[5] not after, server unix ms: a request that runs later is stale (Redis stalled, or it
+--         waited to be read) and does nothing, since the worker may be alive and not yet renewed
 -- returns false when the worker is alive or already reaped, else
 --         { {requeued job id, ...}, {dead job id, reason, ...} }
+-- the worker is dead if its deadline (heartbeat.lua, server time) is past
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not deadline or tonumber(deadline) >= tonumber(ARGV[2]) then return false end
+if now > tonumber(ARGV[5]) or not deadline or tonumber(deadline) >= now then return false end
 
-local max = tonumber(ARGV[3])
+local max = tonumber(ARGV[2])
 local requeued, dead = {}, {}
 while true do
   -- newest first, each pushed onto the consuming end: the oldest ends up next in line
@@ -27,7 +31,7 @@ while true do
   recoveries = recoveries + 1
   if recoveries > max then
     local reason = hf_too_many(recoveries, max)
-    hf_dead(KEYS[4], id, payload, attempt, options, reason, ARGV[2], ARGV[4], ARGV[5])
+    hf_dead(KEYS[4], id, payload, attempt, options, reason, now, ARGV[3], ARGV[4])
     dead[#dead + 1] = id
     dead[#dead + 1] = reason
   else

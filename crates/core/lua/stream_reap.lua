@@ -2,11 +2,13 @@
 -- consumer from the group once nothing is pending for it (their entries are recovered first by
 -- XAUTOCLAIM, so deleting the consumer never drops a job).
 -- KEYS[1] stream
--- KEYS[2] workers (zset: worker id -> heartbeat deadline, unix ms)
+-- KEYS[2] workers (zset: worker id -> heartbeat deadline, server unix ms)
 -- ARGV[1] consumer group
--- ARGV[2] now, unix ms: workers whose heartbeat deadline is before it are dead
 -- returns the number of workers removed
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[2], 'LIMIT', 0, 100)
+-- dead: deadline (heartbeat.lua, server time) past
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now, 'LIMIT', 0, 100)
 local removed = 0
 local stream = redis.call('TYPE', KEYS[1]).ok == 'stream'
 for _, w in ipairs(stale) do

@@ -128,7 +128,10 @@ pub fn recover_every(visibility_timeout: Duration) -> Duration {
 pub struct WorkerConfig {
     /// Jobs in flight in this worker at once.
     pub concurrency: usize,
-    /// How long a job may go without its lease being renewed before another worker may take it.
+    /// How long a job may go without its lease being renewed before another worker may take it
+    /// (and how long a worker may stay silent before it counts as dead). Leases are renewed by
+    /// the worker's Rust timers, so this bounds how long a crashed worker's jobs wait, not how
+    /// long a handler may run.
     pub visibility_timeout: Duration,
     /// Handler runs per job (first run included) before the job goes to `dead`.
     pub max_attempts: u32,
@@ -160,7 +163,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 64,
-            visibility_timeout: Duration::from_secs(30),
+            visibility_timeout: Duration::from_secs(3),
             max_attempts: 3,
             max_deliveries: 5,
             block: Duration::from_secs(1),
@@ -216,8 +219,17 @@ impl WorkerConfig {
         recover_every(self.visibility_timeout)
     }
 
+    /// Heartbeats name the dead workers (list mode reaps them then), so they come as often as
+    /// the recovery step: a dead worker's jobs run again within ~1.25 x the visibility timeout.
     pub fn heartbeat_every(&self) -> Duration {
-        (self.visibility_timeout / 3).min(Duration::from_secs(5))
+        recover_every(self.visibility_timeout).min(Duration::from_secs(5))
+    }
+
+    /// How long this worker must have reached Redis without a gap before it may take another
+    /// worker's jobs: one renewal period, so every live worker has renewed its leases since
+    /// Redis came back, plus one heartbeat, the step at which contact is measured.
+    pub fn steady_after(&self) -> Duration {
+        self.renew_every() + self.heartbeat_every()
     }
 }
 

@@ -18,6 +18,9 @@ macro_rules! script {
     };
 }
 
+// Both modes.
+script!(HEARTBEAT, "heartbeat.lua");
+
 // Stream mode.
 script!(
     STREAM_ADD,

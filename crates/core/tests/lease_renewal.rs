@@ -1,17 +1,19 @@
 //! Lease renewal: a job held far longer than the visibility timeout stays with its worker: the
 //! worker renews the lease from its own timer, so another worker on the same queue never
-//! recovers it.
+//! recovers it, not even when Redis stalls for longer than the lease (every lease looks expired
+//! when it resumes, live workers' too).
 //!
-//! The one test here checks the stream's pending entry (XPENDING), so it runs in stream mode only
+//! The first test checks the stream's pending entry (XPENDING), so it runs in stream mode only
 //! and is named `stream_mode_*`. List mode holds jobs by the worker's heartbeat instead, which
-//! graceful_close.rs checks while a worker closes with jobs in flight.
+//! graceful_close.rs checks while a worker closes with jobs in flight; the stall test runs in
+//! both modes.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use holdfast_core::{NewJob, WorkerConfig, WorkerEvent};
+use holdfast_core::{NewJob, PrefetchPolicy, WorkerConfig, WorkerEvent};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -101,4 +103,57 @@ async fn stream_mode_a_held_job_keeps_its_lease() {
     }
     close(worker_a).await;
     close(worker_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_stall_longer_than_the_lease_takes_no_live_workers_job() {
+    for mode in MODES {
+        let redis = TestRedis::spawn();
+        let queue = queue_in(&redis.url(), "stall", mode);
+        let vt = Duration::from_millis(600);
+        let cfg = WorkerConfig {
+            visibility_timeout: vt,
+            block: Duration::from_millis(200),
+            concurrency: 4,
+            prefetch: PrefetchPolicy::Fixed(0),
+            ..Default::default()
+        };
+        let (dispatch_a, mut rx_a) = channel_dispatch();
+        let worker_a = queue.worker(cfg.clone(), dispatch_a).expect("worker a");
+        let payloads: Vec<String> = (0..4).map(|i| format!("{{\"n\":{i}}}")).collect();
+        queue
+            .add(payloads.iter().map(NewJob::new).collect())
+            .await
+            .expect("add");
+        let held = rx_a.jobs(4, DEADLINE).await;
+
+        // B is idle and long in touch with Redis: ready to recover anything that expires
+        let queue_b = same_queue(&queue);
+        let (dispatch_b, mut rx_b) = channel_dispatch();
+        let worker_b = queue_b.worker(cfg.clone(), dispatch_b).expect("worker b");
+        rx_b.no_job_for(vt * 2).await;
+
+        // Redis stops for three leases, three times; requests of both workers queue up
+        for _ in 0..3 {
+            redis.freeze();
+            std::thread::sleep(vt * 3);
+            redis.thaw();
+            rx_b.no_job_for(vt * 3).await;
+        }
+        rx_a.no_job_for(Duration::ZERO).await;
+        for (name, rx) in [("a", &mut rx_a), ("b", &mut rx_b)] {
+            let events = rx.drain_events();
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
+                "{mode:?}: worker {name} took a live worker's job: {events:?}"
+            );
+        }
+        complete_all(&worker_a, &held);
+        let stats = wait_drained(&queue, DEADLINE).await;
+        assert_eq!(stats.dead, 0, "{mode:?}");
+        close(worker_a).await;
+        close(worker_b).await;
+    }
 }

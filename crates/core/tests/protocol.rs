@@ -12,6 +12,8 @@ use common::*;
 use holdfast_core::protocol::{AnyReader, Consumer, Cursor, Protocol};
 use holdfast_core::{Job, Mode, NewJob, Queue, Stats};
 
+/// `not_after` for recovery calls that are never stale.
+const NO_LIMIT: u64 = u64::MAX;
 const DEADLINE: Duration = Duration::from_secs(10);
 /// Short reads: an empty queue answers after this.
 const BLOCK_MS: u64 = 50;
@@ -457,7 +459,7 @@ async fn recover_claims_expired_leases_or_dead_letters_poison() {
             Mode::Stream => {
                 let found = eventually(DEADLINE, "the lease expires", || async {
                     let found = p
-                        .recover(&other, &mut Cursor::default(), 10)
+                        .recover(&other, &mut Cursor::default(), 10, NO_LIMIT)
                         .await
                         .expect("recover");
                     match found.jobs.len() {
@@ -472,7 +474,7 @@ async fn recover_claims_expired_leases_or_dead_letters_poison() {
                 let strict = consumer("strict", 100, 1);
                 let found = eventually(DEADLINE, "the lease expires again", || async {
                     let found = p
-                        .recover(&strict, &mut Cursor::default(), 10)
+                        .recover(&strict, &mut Cursor::default(), 10, NO_LIMIT)
                         .await
                         .expect("recover");
                     match found.dead.len() {
@@ -496,7 +498,10 @@ async fn recover_claims_expired_leases_or_dead_letters_poison() {
             }
             // list mode has no per-delivery lease: a dead worker's jobs come back by `reap`
             Mode::List => {
-                let found = p.recover(&other, &mut cursor, 10).await.expect("recover");
+                let found = p
+                    .recover(&other, &mut cursor, 10, NO_LIMIT)
+                    .await
+                    .expect("recover");
                 assert!(found.jobs.is_empty() && found.dead.is_empty() && !found.more);
             }
         }
@@ -523,21 +528,38 @@ async fn reap_handles_workers_whose_heartbeat_deadline_passed() {
             }
         })
         .await;
+        // the reaper's next heartbeat names it
+        let overdue = p
+            .common()
+            .heartbeat(&reaper)
+            .await
+            .expect("heartbeat")
+            .overdue;
+        assert_eq!(overdue, vec![crashed.id.clone()], "{mode:?}");
         if mode == Mode::Stream {
             // its entry must be claimed first: a consumer with pending entries is kept
-            let reaped = p.reap(&reaper).await.expect("reap");
+            let reaped = p.reap(&reaper, &overdue, NO_LIMIT).await.expect("reap");
             assert!(reaped.stalled.is_empty() && reaped.dead.is_empty());
             let mut conn = redis_conn(&redis.url()).await;
             let workers = keys_of(&queue).workers;
             assert!(zscore(&mut conn, &workers, &crashed.id).await.is_some());
             let claimer = consumer("claimer", 100, 5);
+            let stale = p
+                .recover(&claimer, &mut Cursor::default(), 10, 1)
+                .await
+                .expect("stale recover");
+            assert!(stale.jobs.is_empty() && stale.dead.is_empty());
             let claimed = p
-                .recover(&claimer, &mut Cursor::default(), 10)
+                .recover(&claimer, &mut Cursor::default(), 10, NO_LIMIT)
                 .await
                 .expect("recover");
             assert_eq!(claimed.jobs[0].id, ids[0]);
         }
-        let reaped = p.reap(&reaper).await.expect("reap");
+        // a request that reaches Redis after its not-after time (server clock) does nothing
+        let stale = p.reap(&reaper, &overdue, 1).await.expect("stale reap");
+        assert!(stale.stalled.is_empty() && stale.dead.is_empty());
+        assert_eq!(stats(&queue).await.active, 1, "{mode:?}: still held");
+        let reaped = p.reap(&reaper, &overdue, NO_LIMIT).await.expect("reap");
         let mut conn = redis_conn(&redis.url()).await;
         assert_eq!(
             zscore(&mut conn, &keys_of(&queue).workers, &crashed.id).await,
@@ -552,7 +574,17 @@ async fn reap_handles_workers_whose_heartbeat_deadline_passed() {
                 assert!(!exists(&mut conn, &keys_of(&queue).active(&crashed.id)).await);
             }
         }
-        let again = p.reap(&reaper).await.expect("reap again");
+        assert!(p
+            .common()
+            .heartbeat(&reaper)
+            .await
+            .expect("hb")
+            .overdue
+            .is_empty());
+        let again = p
+            .reap(&reaper, &overdue, NO_LIMIT)
+            .await
+            .expect("reap again");
         assert!(
             again.stalled.is_empty() && again.dead.is_empty(),
             "{mode:?}: reaped once"
@@ -575,7 +607,14 @@ async fn list_mode_reaper_dead_letters_a_job_past_max_deliveries() {
     )
     .await;
     let reaper = consumer("reaper", 30_000, 1);
-    let reaped = p.reap(&reaper).await.expect("reap");
+    let overdue = p
+        .common()
+        .heartbeat(&reaper)
+        .await
+        .expect("heartbeat")
+        .overdue;
+    assert_eq!(overdue, vec!["gone".to_string()]);
+    let reaped = p.reap(&reaper, &overdue, NO_LIMIT).await.expect("reap");
     assert!(reaped.stalled.is_empty());
     assert_eq!(reaped.dead.len(), 1);
     assert_eq!(reaped.dead[0].id, "poison");

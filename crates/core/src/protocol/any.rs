@@ -122,8 +122,14 @@ impl Protocol for AnyProtocol {
         }
     }
 
-    async fn recover(&self, c: &Consumer, cursor: &mut Cursor, count: usize) -> Result<Recovered> {
-        each!(self, p => p.recover(c, cursor, count).await)
+    async fn recover(
+        &self,
+        c: &Consumer,
+        cursor: &mut Cursor,
+        count: usize,
+        not_after: u64,
+    ) -> Result<Recovered> {
+        each!(self, p => p.recover(c, cursor, count, not_after).await)
     }
 
     async fn listed(&self, c: &Consumer) -> Result<Option<Vec<Vec<u8>>>> {
@@ -177,12 +183,8 @@ impl Protocol for AnyProtocol {
         each!(self, p => p.renew(c, receipts).await)
     }
 
-    async fn reap(&self, c: &Consumer) -> Result<Reaped> {
-        each!(self, p => p.reap(c).await)
-    }
-
-    fn reap_every(&self, c: &Consumer) -> Duration {
-        each!(self, p => p.reap_every(c))
+    async fn reap(&self, c: &Consumer, overdue: &[String], not_after: u64) -> Result<Reaped> {
+        each!(self, p => p.reap(c, overdue, not_after).await)
     }
 
     async fn leave(&self, c: &Consumer) -> Result<bool> {

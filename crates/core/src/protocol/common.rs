@@ -11,7 +11,19 @@ use crate::envelope::JobOptions;
 use crate::error::Result;
 use crate::job::{array, as_bytes, as_str, text, DeadJob, NewJob};
 use crate::keys::QueueKeys;
+use crate::scripts;
 use crate::util::{new_job_id, now_ms};
+
+/// Dead workers named per heartbeat; the next heartbeat names the rest.
+const OVERDUE_BATCH: usize = 100;
+
+/// What a heartbeat learnt: the server's clock, and the workers whose deadline passed.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// Unix ms by the Redis server's clock.
+    pub server_ms: u64,
+    pub overdue: Vec<String>,
+}
 
 pub struct Common {
     pub keys: QueueKeys,
@@ -22,18 +34,26 @@ pub struct Common {
 }
 
 impl Common {
-    /// Registers or renews a worker: its deadline is the visibility timeout from now. A worker
-    /// silent past it is dead, and its jobs go to others.
-    pub async fn heartbeat(&self, c: &Consumer) -> Result<()> {
+    /// Registers or renews a worker: its deadline is the visibility timeout from now, in the
+    /// server's time. A worker silent past it is dead, and its jobs go to others. Returns the
+    /// server's time and the workers whose deadline passed (never `c`), for
+    /// [`super::Protocol::reap`].
+    pub async fn heartbeat(&self, c: &Consumer) -> Result<Heartbeat> {
         let workers = &self.keys.workers;
-        let deadline = now_ms() + c.visibility_timeout.as_millis() as u64;
-        let cmd = redis::cmd("ZADD")
-            .arg(workers)
-            .arg(deadline)
+        let mut call = scripts::HEARTBEAT.prepare_invoke();
+        call.key(workers)
             .arg(&c.id)
-            .to_owned();
-        self.conn.query::<i64>(workers, &cmd).await?;
-        Ok(())
+            .arg(c.visibility_timeout.as_millis() as u64)
+            .arg(OVERDUE_BATCH);
+        let mut reply: Vec<String> = self.conn.invoke(workers, &call).await?;
+        let server_ms = match reply.is_empty() {
+            true => 0,
+            false => reply.remove(0).parse().unwrap_or(0),
+        };
+        Ok(Heartbeat {
+            server_ms,
+            overdue: reply,
+        })
     }
 
     /// Drops a worker's heartbeat (after [`super::Protocol::leave`] said it may go).

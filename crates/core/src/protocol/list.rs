@@ -13,7 +13,6 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use super::{dead_pairs, Common, Consumer, Protocol, Reaped};
-use crate::config::recover_every;
 use crate::conn::dedicated;
 use crate::envelope::{decode, encode, JobOptions};
 use crate::error::{Error, Result};
@@ -21,9 +20,6 @@ use crate::job::{Job, NewJob, Stats};
 use crate::keys::ListKeys;
 use crate::scripts;
 use crate::util::{new_job_id, now_ms};
-
-/// Dead workers reaped per pass; the next pass takes the rest.
-const REAP_BATCH: usize = 20;
 
 pub struct ListProtocol {
     pub common: Common,
@@ -246,21 +242,11 @@ impl Protocol for ListProtocol {
     /// Returns dead workers' processing lists to `wait` (counting a recovery per element;
     /// poison elements go to `dead`). Exactly once per dead worker, however many reapers race:
     /// the script checks and removes the worker atomically.
-    async fn reap(&self, c: &Consumer) -> Result<Reaped> {
+    async fn reap(&self, c: &Consumer, overdue: &[String], not_after: u64) -> Result<Reaped> {
         let k = &self.common.keys;
         let conn = &self.common.conn;
-        let now = now_ms();
-        let cmd = redis::cmd("ZRANGEBYSCORE")
-            .arg(&k.workers)
-            .arg("-inf")
-            .arg(format!("({now}"))
-            .arg("LIMIT")
-            .arg(0)
-            .arg(REAP_BATCH)
-            .to_owned();
-        let stale: Vec<String> = conn.query(&k.workers, &cmd).await?;
         let mut reaped = Reaped::default();
-        for worker in stale.iter().filter(|w| **w != c.id) {
+        for worker in overdue.iter().filter(|w| **w != c.id) {
             let active = self.keys.active(worker);
             let mut call = scripts::LIST_REAP.prepare_invoke();
             call.key(&k.workers)
@@ -268,10 +254,10 @@ impl Protocol for ListProtocol {
                 .key(&self.keys.wait)
                 .key(&k.dead)
                 .arg(worker)
-                .arg(now)
                 .arg(c.max_deliveries)
                 .arg(self.common.dead.max_len)
-                .arg(self.common.dead.cutoff());
+                .arg(self.common.dead.cutoff())
+                .arg(not_after);
             let res: Option<(Vec<String>, Vec<redis::Value>)> = conn.invoke(&active, &call).await?;
             if let Some((requeued, dead)) = res {
                 reaped.stalled.extend(requeued);
@@ -279,12 +265,6 @@ impl Protocol for ListProtocol {
             }
         }
         Ok(reaped)
-    }
-
-    /// As often as stream mode scans for expired leases, so a dead worker's jobs run again
-    /// within ~1.25 x the visibility timeout in both modes.
-    fn reap_every(&self, c: &Consumer) -> Duration {
-        recover_every(c.visibility_timeout)
     }
 
     /// The heartbeat may go only when the processing list is empty. If acks failed during

@@ -23,7 +23,7 @@ pub mod list;
 pub mod stream;
 
 pub use any::{AnyProtocol, AnyReader};
-pub use common::Common;
+pub use common::{Common, Heartbeat};
 
 /// The worker calling a consumer-side operation.
 #[derive(Debug, Clone)]
@@ -144,11 +144,13 @@ pub trait Protocol: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Job>>> + Send;
 
     /// One step of claiming deliveries whose lease expired, for up to `count` free slots.
+    /// `not_after`: as for [`reap`](Self::reap).
     fn recover(
         &self,
         _c: &Consumer,
         _cursor: &mut Cursor,
         _count: usize,
+        _not_after: u64,
     ) -> impl Future<Output = Result<Recovered>> + Send {
         async { Ok(Recovered::default()) }
     }
@@ -209,12 +211,17 @@ pub trait Protocol: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// Deals with workers whose heartbeat deadline passed (never `c` itself).
-    fn reap(&self, c: &Consumer) -> impl Future<Output = Result<Reaped>> + Send;
-
-    /// How often to reap: a dead worker's jobs run again within ~1.25 x the visibility timeout
-    /// in both modes.
-    fn reap_every(&self, c: &Consumer) -> Duration;
+    /// Deals with workers whose heartbeat deadline passed, as a heartbeat named them
+    /// ([`Common::heartbeat`]; never `c` itself). Each script checks the deadline again, in the
+    /// server's time, so a worker that came back meanwhile is left alone. `not_after` (server
+    /// unix ms): a request that runs later is stale and does nothing; Redis stalled, or the
+    /// request waited to be read, so live workers may not have renewed their leases yet.
+    fn reap(
+        &self,
+        c: &Consumer,
+        overdue: &[String],
+        not_after: u64,
+    ) -> impl Future<Output = Result<Reaped>> + Send;
 
     /// Cleans up after a graceful close. True: nothing is left for this consumer in Redis and
     /// its heartbeat may go; false: keep it, so its deadline passes and a reaper takes the rest.

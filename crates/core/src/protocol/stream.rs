@@ -18,9 +18,6 @@ use crate::util::now_ms;
 
 /// Entries per XCLAIM when renewing leases.
 const RENEW_CHUNK: usize = 1000;
-/// Stream mode's reaper only forgets dead workers' consumers (XAUTOCLAIM already took their
-/// entries), so it need not run often.
-const REAP_EVERY: Duration = Duration::from_secs(15);
 
 /// Stream mode's fetch connection: `resp.rs`, since this reply is the hottest one in the system.
 pub struct StreamReader(RespConn);
@@ -132,7 +129,13 @@ impl Protocol for StreamProtocol {
     }
 
     /// One step of the XAUTOCLAIM scan.
-    async fn recover(&self, c: &Consumer, cursor: &mut Cursor, count: usize) -> Result<Recovered> {
+    async fn recover(
+        &self,
+        c: &Consumer,
+        cursor: &mut Cursor,
+        count: usize,
+        not_after: u64,
+    ) -> Result<Recovered> {
         let stream = &self.keys.stream;
         let dead = &self.common.dead;
         let mut call = scripts::STREAM_RECOVER.prepare_invoke();
@@ -146,7 +149,8 @@ impl Protocol for StreamProtocol {
             .arg(c.max_deliveries)
             .arg(now_ms())
             .arg(dead.max_len)
-            .arg(dead.cutoff());
+            .arg(dead.cutoff())
+            .arg(not_after);
         let reply: Value = self.common.conn.invoke(stream, &call).await?;
         let mut parts = array(reply).into_iter();
         cursor.0 = parts
@@ -259,19 +263,14 @@ impl Protocol for StreamProtocol {
 
     /// Forgets workers whose heartbeat deadline passed, once nothing is pending for them (their
     /// entries are recovered by XAUTOCLAIM, so nothing comes back to report here).
-    async fn reap(&self, _c: &Consumer) -> Result<Reaped> {
+    /// Forgets dead workers and their consumers once nothing is pending for them (XAUTOCLAIM
+    /// takes their entries: their leases expire with them).
+    async fn reap(&self, _c: &Consumer, _overdue: &[String], _not_after: u64) -> Result<Reaped> {
         let workers = &self.common.keys.workers;
         let mut call = scripts::STREAM_REAP.prepare_invoke();
-        call.key(&self.keys.stream)
-            .key(workers)
-            .arg(GROUP)
-            .arg(now_ms());
+        call.key(&self.keys.stream).key(workers).arg(GROUP);
         self.common.conn.invoke::<i64>(workers, &call).await?;
         Ok(Reaped::default())
-    }
-
-    fn reap_every(&self, _c: &Consumer) -> Duration {
-        REAP_EVERY
     }
 
     /// Deletes the consumer if nothing is pending for it any more. Entries still pending (acks

@@ -61,8 +61,16 @@ pub(super) async fn run(shared: Arc<Shared>) {
             },
         };
 
-        if Instant::now() >= next_recover {
-            match p.recover(c, &mut cursor, free).await {
+        let recovery = match Instant::now() >= next_recover {
+            true => shared.recovery_deadline(),
+            false => None,
+        };
+        if Instant::now() >= next_recover && recovery.is_none() {
+            // not in touch with Redis long enough to judge other workers' leases
+            next_recover = Instant::now() + shared.cfg.recover_every();
+        }
+        if let Some(not_after) = recovery {
+            match p.recover(c, &mut cursor, free, not_after).await {
                 Ok(found) => {
                     next_recover = match found.more {
                         true => Instant::now(), // more of the pending list to scan
@@ -154,7 +162,7 @@ async fn fail(
 async fn connect(shared: &Shared, reconnect: bool) -> Result<AnyReader> {
     let p = &*shared.protocol;
     let c = &shared.consumer;
-    p.common().heartbeat(c).await?;
+    shared.heartbeat().await?;
     p.prepare().await?;
     if reconnect {
         if let Some(listed) = p.listed(c).await? {

@@ -1,6 +1,7 @@
 //! Timers that keep a worker's claims alive, independent of the JS event loop: heartbeats in the
-//! `workers` zset (score = the deadline by which the next one must come), lease renewal of every
-//! job in flight, reaping workers whose deadline passed, and the queue's pause flag.
+//! `workers` zset (score = the deadline by which the next one must come, in server time), lease
+//! renewal of every job in flight, reaping the workers a heartbeat finds past their deadline,
+//! and the queue's pause flag.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,11 +16,9 @@ use crate::protocol::Protocol;
 
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let (p, c) = (&*shared.protocol, &shared.consumer);
-    let reap_every = p.reap_every(c);
     let tick = [
         shared.cfg.renew_every(),
         shared.cfg.heartbeat_every(),
-        reap_every,
         PAUSE_POLL,
     ]
     .into_iter()
@@ -27,13 +26,20 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     .unwrap_or(PAUSE_POLL);
     let mut next_renew = Instant::now() + shared.cfg.renew_every();
     let mut next_heartbeat = Instant::now();
-    let mut next_reap = Instant::now() + reap_every;
     let mut next_pause_check = Instant::now();
     loop {
         let now = Instant::now();
         if now >= next_heartbeat {
             next_heartbeat = now + shared.cfg.heartbeat_every();
-            report(&shared, p.common().heartbeat(c).await);
+            match shared.heartbeat().await {
+                Ok(overdue) if !overdue.is_empty() => {
+                    if let Some(not_after) = shared.recovery_deadline() {
+                        reap(&shared, &overdue, not_after).await
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => report(&shared, Err(e)),
+            }
         }
         if now >= next_renew {
             next_renew = now + shared.cfg.renew_every();
@@ -46,24 +52,28 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             next_pause_check = now + PAUSE_POLL;
             report(&shared, poll_paused(&shared).await);
         }
-        if now >= next_reap {
-            next_reap = now + reap_every;
-            match p.reap(c).await {
-                Ok(reaped) => {
-                    if !reaped.stalled.is_empty() {
-                        shared.emit(WorkerEvent::Stalled {
-                            ids: reaped.stalled,
-                        });
-                    }
-                    shared.emit_dead(reaped.dead);
-                }
-                Err(e) => report(&shared, Err(e)),
-            }
-        }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+async fn reap(shared: &Shared, overdue: &[String], not_after: u64) {
+    match shared
+        .protocol
+        .reap(&shared.consumer, overdue, not_after)
+        .await
+    {
+        Ok(reaped) => {
+            if !reaped.stalled.is_empty() {
+                shared.emit(WorkerEvent::Stalled {
+                    ids: reaped.stalled,
+                });
+            }
+            shared.emit_dead(reaped.dead);
+        }
+        Err(e) => report(shared, Err(e)),
     }
 }
 

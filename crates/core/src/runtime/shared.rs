@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -178,6 +178,57 @@ impl ReadGate {
     }
 }
 
+/// Whether this worker has been in touch with Redis long enough, without a gap, to take other
+/// workers' jobs. When Redis stalled or restarted, or this worker could not reach it for a
+/// while, every lease looks expired at once, live workers' too: each gets a renewal period to
+/// renew before anyone recovers.
+#[derive(Default)]
+pub(super) struct Contact(Mutex<ContactState>);
+
+#[derive(Default)]
+struct ContactState {
+    /// Start of the current run of heartbeats with no gap.
+    since: Option<Instant>,
+    /// When the last heartbeat reply arrived, and the server's clock (unix ms) it carried.
+    last: Option<(Instant, u64)>,
+}
+
+impl Contact {
+    /// A heartbeat sent at `sent` was answered with the server's clock. A reply that took
+    /// longer than `max_gap`, or came more than `max_gap` after the one before, starts a new run.
+    pub fn heard(&self, sent: Instant, server_ms: u64, max_gap: Duration) {
+        let now = Instant::now();
+        let mut s = self.0.lock().unwrap();
+        let gap = match s.last {
+            Some((last, _)) => now.saturating_duration_since(last),
+            None => Duration::MAX,
+        };
+        if s.since.is_none() || gap > max_gap || now.saturating_duration_since(sent) > max_gap {
+            s.since = Some(now);
+        }
+        s.last = Some((now, server_ms));
+    }
+
+    pub fn lost(&self) {
+        *self.0.lock().unwrap() = ContactState::default();
+    }
+
+    /// When in touch for at least `long`, and heard from within `max_gap`: the server's clock
+    /// now plus `slack`, as the time after which a recovery request sent now is stale. The
+    /// server's clock is taken from the last heartbeat reply, whose travel makes it run a
+    /// little behind: the safe side.
+    pub fn steady(&self, long: Duration, max_gap: Duration, slack: Duration) -> Option<u64> {
+        let s = self.0.lock().unwrap();
+        let (at, server_ms) = s.last?;
+        // a silence now (Redis stalled?) may hide a gap that the late reply will show
+        if at.elapsed() > max_gap {
+            return None;
+        }
+        s.since.filter(|since| since.elapsed() >= long)?;
+        Some(server_ms + (at.elapsed() + slack).as_millis() as u64)
+    }
+}
+
 pub(super) struct Shared {
     pub protocol: Arc<AnyProtocol>,
     pub consumer: Consumer,
@@ -191,6 +242,7 @@ pub(super) struct Shared {
     pub closing: watch::Sender<bool>,
     finish_tx: Mutex<Option<mpsc::UnboundedSender<Finish>>>,
     pub gate: ReadGate,
+    contact: Contact,
     /// Fetched jobs not yet handed out, and how many handlers run.
     ready: Mutex<Ready>,
     pub prefetch: Prefetch,
@@ -216,9 +268,41 @@ impl Shared {
             closing: watch::channel(false).0,
             finish_tx: Mutex::new(Some(finish_tx)),
             gate: ReadGate::default(),
+            contact: Contact::default(),
             ready: Mutex::new(Ready::default()),
             prefetch: Prefetch::new(floor, max),
         }
+    }
+
+    /// Writes this worker's heartbeat, notes the contact with Redis, and returns the workers
+    /// whose deadline passed.
+    pub async fn heartbeat(&self) -> Result<Vec<String>> {
+        let sent = Instant::now();
+        match self.protocol.common().heartbeat(&self.consumer).await {
+            Ok(hb) => {
+                self.contact.heard(sent, hb.server_ms, self.max_gap());
+                Ok(hb.overdue)
+            }
+            Err(e) => {
+                self.contact.lost();
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this worker may take other workers' jobs now (see [`Contact`]): if so, the
+    /// server time after which a recovery request sent now must do nothing. A live worker
+    /// renews every third of the lease, so a request that runs within that of being sent, after
+    /// a steady run, cannot find a live worker's lease expired.
+    pub fn recovery_deadline(&self) -> Option<u64> {
+        let slack = self.cfg.renew_every();
+        self.contact
+            .steady(self.cfg.steady_after(), self.max_gap(), slack)
+    }
+
+    /// The longest silence between heartbeat replies that still counts as contact.
+    fn max_gap(&self) -> Duration {
+        2 * self.cfg.heartbeat_every()
     }
 
     pub fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {

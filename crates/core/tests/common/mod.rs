@@ -152,6 +152,30 @@ impl TestRedis {
         }
     }
 
+    /// Stops the server process (SIGSTOP) until [`thaw`](Self::thaw): Redis answers nothing
+    /// meanwhile, as during a long fork, a swap storm or a paused VM, then serves everything
+    /// that queued up at once.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("freeze() and thaw() need a spawned server, not REDIS_URL");
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} redis-server failed");
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
