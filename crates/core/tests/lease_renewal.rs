@@ -25,6 +25,13 @@ fn short_lease() -> WorkerConfig {
     }
 }
 
+/// Whether a worker reported a job as stalled (recovered from another) or dead.
+fn recovered_any(events: &[WorkerEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. }))
+}
+
 // stream mode only: XPENDING (owner, idle time, delivery count)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_a_held_job_keeps_its_lease() {
@@ -91,9 +98,7 @@ async fn stream_mode_a_held_job_keeps_its_lease() {
     for (name, rx) in [("a", &mut rx_a), ("b", &mut rx_b)] {
         let events = rx.drain_events();
         assert!(
-            !events
-                .iter()
-                .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
+            !recovered_any(&events),
             "worker {name} saw the job as stalled or dead: {events:?}"
         );
         assert!(
@@ -144,9 +149,7 @@ async fn a_redis_stall_longer_than_the_lease_takes_no_live_workers_job() {
         for (name, rx) in [("a", &mut rx_a), ("b", &mut rx_b)] {
             let events = rx.drain_events();
             assert!(
-                !events
-                    .iter()
-                    .any(|e| matches!(e, WorkerEvent::Stalled { .. } | WorkerEvent::Dead { .. })),
+                !recovered_any(&events),
                 "{mode:?}: worker {name} took a live worker's job: {events:?}"
             );
         }
