@@ -1,14 +1,13 @@
 -- Registers or renews a worker, and names the workers whose deadline passed. Deadlines are in
 -- the Redis server's time (TIME), so leases of a few seconds do not depend on the workers'
--- machines agreeing about the time.
+-- machines agreeing about the time (lib/time.lua is prepended).
 -- KEYS[1] workers (zset: worker id -> heartbeat deadline, server unix ms)
 -- ARGV[1] worker id (this worker)
 -- ARGV[2] lease ms: this worker counts as dead once it has been silent that long
 -- ARGV[3] most overdue workers to name
 -- returns { server time (unix ms), overdue worker id, ... } (never this worker: its deadline
 --         was just moved)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = hf_server_ms()
 -- ZADD is refused at maxmemory (noeviction) unless the script has written already: the ZREM,
 -- which frees, lets a worker register on a full Redis so it can drain it.
 redis.call('ZREM', KEYS[1], ARGV[1])

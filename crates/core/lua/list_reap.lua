@@ -2,7 +2,8 @@
 -- the first reaper to run this for a worker does the work, every later one finds it gone.
 -- Each return counts as a recovery in the element's envelope; an element recovered more than
 -- max-deliveries times goes to the dead letters instead (a poison message).
--- Elements are envelopes or raw data (lib/envelope.lua and lib/dead.lua are prepended).
+-- Elements are envelopes or raw data (lib/time.lua, lib/envelope.lua and lib/dead.lua are
+-- prepended).
 -- KEYS[1] workers (zset: worker id -> heartbeat deadline, server unix ms)
 -- KEYS[2] active:<worker id> (list)
 -- KEYS[3] wait (list)
@@ -16,8 +17,7 @@
 -- returns false when the worker is alive or already reaped, else
 --         { {requeued job id, ...}, {dead job id, reason, ...} }
 -- the worker is dead if its deadline (heartbeat.lua, server time) is past
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = hf_server_ms()
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if now > tonumber(ARGV[5]) or not deadline or tonumber(deadline) >= now then return false end
 

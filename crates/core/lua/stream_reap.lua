@@ -1,13 +1,12 @@
 -- Forgets workers whose heartbeat stopped: removes them from the workers zset and deletes their
 -- consumer from the group once nothing is pending for it (their entries are recovered first by
--- XAUTOCLAIM, so deleting the consumer never drops a job).
+-- XAUTOCLAIM, so deleting the consumer never drops a job). lib/time.lua is prepended.
 -- KEYS[1] stream
 -- KEYS[2] workers (zset: worker id -> heartbeat deadline, server unix ms)
 -- ARGV[1] consumer group
 -- returns the number of workers removed
 -- dead: deadline (heartbeat.lua, server time) past
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = hf_server_ms()
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now, 'LIMIT', 0, 100)
 local removed = 0
 local stream = redis.call('TYPE', KEYS[1]).ok == 'stream'

@@ -14,11 +14,10 @@
 -- ARGV[9] dead-letter cutoff, unix ms: older dead letters are dropped
 -- ARGV[10] not after, server unix ms: a request that runs later is stale (Redis stalled, or it
 --          waited to be read) and claims nothing, since live workers may not have renewed yet
--- (lib/stream.lua and lib/dead.lua are prepended)
+-- (lib/time.lua, lib/stream.lua and lib/dead.lua are prepended)
 -- returns { next cursor, { entry id, { field, value, ... }, delivery count, ... },
 --           { dead job id, reason, ... } }
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[10]) then
+if hf_server_ms() > tonumber(ARGV[10]) then
   return { ARGV[4], {}, {} }
 end
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])

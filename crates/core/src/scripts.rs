@@ -19,7 +19,7 @@ macro_rules! script {
 }
 
 // Both modes.
-script!(HEARTBEAT, "heartbeat.lua");
+script!(HEARTBEAT, "heartbeat.lua", "time.lua");
 
 // Stream mode.
 script!(
@@ -55,10 +55,11 @@ script!(STREAM_DEAD, "stream_dead.lua", "stream.lua", "dead.lua");
 script!(
     STREAM_RECOVER,
     "stream_recover.lua",
+    "time.lua",
     "stream.lua",
     "dead.lua"
 );
-script!(STREAM_REAP, "stream_reap.lua");
+script!(STREAM_REAP, "stream_reap.lua", "time.lua");
 
 // List mode.
 script!(LIST_ADD, "add.lua", "envelope.lua", "push_list.lua");
@@ -74,4 +75,10 @@ script!(LIST_FETCH, "list_fetch.lua");
 script!(LIST_RETRY, "list_retry.lua");
 script!(LIST_DEAD, "list_dead.lua", "dead.lua");
 script!(LIST_RETURN_ORPHANS, "list_return_orphans.lua");
-script!(LIST_REAP, "list_reap.lua", "envelope.lua", "dead.lua");
+script!(
+    LIST_REAP,
+    "list_reap.lua",
+    "time.lua",
+    "envelope.lua",
+    "dead.lua"
+);
