@@ -4,10 +4,14 @@
 -- KEYS[1] stream
 -- KEYS[2] workers (zset: worker id -> heartbeat deadline, server unix ms)
 -- ARGV[1] consumer group
+-- ARGV[2..] the workers a heartbeat named overdue (each checked again: it may have come back)
 -- returns the number of workers removed
--- dead: deadline (heartbeat.lua, server time) past
 local now = hf_server_ms()
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now, 'LIMIT', 0, 100)
+local stale = {}
+for i = 2, #ARGV do
+  local deadline = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if deadline and tonumber(deadline) < now then stale[#stale + 1] = ARGV[i] end
+end
 local removed = 0
 local stream = redis.call('TYPE', KEYS[1]).ok == 'stream'
 for _, w in ipairs(stale) do

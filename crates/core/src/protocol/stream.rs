@@ -265,10 +265,13 @@ impl Protocol for StreamProtocol {
     /// entries are recovered by XAUTOCLAIM, so nothing comes back to report here).
     /// Forgets dead workers and their consumers once nothing is pending for them (XAUTOCLAIM
     /// takes their entries: their leases expire with them).
-    async fn reap(&self, _c: &Consumer, _overdue: &[String], _not_after: u64) -> Result<Reaped> {
+    async fn reap(&self, c: &Consumer, overdue: &[String], _not_after: u64) -> Result<Reaped> {
         let workers = &self.common.keys.workers;
         let mut call = scripts::STREAM_REAP.prepare_invoke();
         call.key(&self.keys.stream).key(workers).arg(GROUP);
+        for worker in overdue.iter().filter(|w| **w != c.id) {
+            call.arg(worker);
+        }
         self.common.conn.invoke::<i64>(workers, &call).await?;
         Ok(Reaped::default())
     }
