@@ -106,7 +106,11 @@ impl Error {
             },
             "LOADING" => Error::Connection(message),
             "NOAUTH" | "WRONGPASS" => Error::Auth(message),
-            "OOM" => Error::RedisFull(message),
+            // from the inner code on: Redis 6 wraps a script's refusal in the script's name
+            "OOM" => Error::RedisFull(match message.find("OOM ") {
+                Some(at) => message[at..].to_owned(),
+                None => message,
+            }),
             _ => Error::Redis {
                 code: code.to_owned(),
                 message,
@@ -116,15 +120,17 @@ impl Error {
 }
 
 /// Before Redis 7, an error raised by `redis.call` inside a script comes back as
-/// `ERR Error running script (...): @user_script:1: WRONGTYPE ...`: the code that matters is
-/// the inner one.
+/// `ERR Error running script (...): @user_script:1: WRONGTYPE ...`, or for a command refused
+/// there, `... @user_script:1: @user_script: 1: -OOM command not allowed ...`: the code that
+/// matters is the inner one.
 fn server_code(code: &str, text: &str) -> String {
     if code == "ERR" {
         if let Some(at) = text.find("@user_script:") {
-            let inner = text[at..].split(": ").nth(1).unwrap_or("");
-            let word = inner.split(' ').next().unwrap_or("");
-            if !word.is_empty() && word.bytes().all(|b| b.is_ascii_uppercase()) {
-                return word.to_owned();
+            for part in text[at..].split(": ").skip(1) {
+                let word = part.trim_start_matches('-').split(' ').next().unwrap_or("");
+                if word.len() > 1 && word.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return word.to_owned();
+                }
             }
         }
     }
@@ -247,6 +253,9 @@ mod tests {
         let text = "ERR Error running script (call to f_1): @user_script:12: WRONGTYPE Operation \
                     against a key holding the wrong kind of value";
         assert_eq!(server_code("ERR", text), "WRONGTYPE");
+        let text = "ERR Error running script (call to f_1): @user_script:88: @user_script: 88: \
+                    -OOM command not allowed when used memory > 'maxmemory'.";
+        assert_eq!(server_code("ERR", text), "OOM");
         assert_eq!(server_code("ERR", "ERR unknown command"), "ERR");
         assert_eq!(server_code("NOGROUP", "NOGROUP No such key"), "NOGROUP");
     }

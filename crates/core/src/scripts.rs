@@ -20,6 +20,7 @@ macro_rules! script {
 
 // Both modes.
 script!(HEARTBEAT, "heartbeat.lua", "time.lua");
+script!(DEAD_PURGE, "dead_purge.lua");
 
 // Stream mode.
 script!(
@@ -43,6 +44,7 @@ script!(
     "stream.lua",
     "push_stream.lua"
 );
+script!(STREAM_GROUP, "stream_group.lua");
 script!(STREAM_STATS, "stream_stats.lua");
 script!(STREAM_TRIM, "stream_trim.lua");
 script!(

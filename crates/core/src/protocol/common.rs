@@ -132,15 +132,9 @@ impl Common {
     /// Deletes every dead letter. Returns how many there were.
     pub async fn dead_purge(&self) -> Result<u64> {
         let dead = &self.keys.dead;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XLEN")
-            .arg(dead)
-            .cmd("DEL")
-            .arg(dead)
-            .ignore();
-        let (n,): (u64,) = self.conn.pipe(dead, &pipe).await?;
-        Ok(n)
+        let mut call = scripts::DEAD_PURGE.prepare_invoke();
+        call.key(dead);
+        self.conn.invoke(dead, &call).await
     }
 
     /// Runs `add.lua` (the mode's copy) into `target`. `entry_ids`: a job added now without a

@@ -21,6 +21,9 @@ use crate::keys::ListKeys;
 use crate::scripts;
 use crate::util::{new_job_id, now_ms};
 
+/// How often an idle worker polls a full Redis, which refuses its blocking read.
+const FULL_POLL: Duration = Duration::from_millis(100);
+
 pub struct ListProtocol {
     pub common: Common,
     pub keys: ListKeys,
@@ -137,7 +140,7 @@ impl Protocol for ListProtocol {
             .map_err(map)?;
         if elements.is_empty() {
             let secs = Duration::from_millis(block_ms).as_secs_f64();
-            let el: Option<Vec<u8>> = redis::cmd("BLMOVE")
+            let el: Result<Option<Vec<u8>>> = redis::cmd("BLMOVE")
                 .arg(wait)
                 .arg(&active)
                 .arg("RIGHT")
@@ -145,8 +148,16 @@ impl Protocol for ListProtocol {
                 .arg(format!("{secs:.3}"))
                 .query_async(reader)
                 .await
-                .map_err(map)?;
-            elements.extend(el);
+                .map_err(map);
+            match el {
+                Ok(el) => elements.extend(el),
+                // A full Redis refuses BLMOVE (it may grow memory) but not the fetch script,
+                // which writes first: poll with that until memory is freed.
+                Err(Error::RedisFull(_)) => {
+                    tokio::time::sleep(Duration::from_millis(block_ms).min(FULL_POLL)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(elements.into_iter().map(to_job).collect())
     }

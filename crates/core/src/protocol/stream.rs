@@ -88,20 +88,13 @@ impl Protocol for StreamProtocol {
     }
 
     /// Creates the consumer group (from the first entry, so jobs added before any worker are
-    /// kept).
+    /// kept), also on a full Redis (`stream_group.lua`).
     async fn prepare(&self) -> Result<()> {
         let stream = &self.keys.stream;
-        let cmd = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .to_owned();
-        match self.common.conn.query::<()>(stream, &cmd).await {
-            Err(e) if e.is_server_code("BUSYGROUP") => Ok(()),
-            other => other,
-        }
+        let mut call = scripts::STREAM_GROUP.prepare_invoke();
+        call.key(stream).arg(GROUP);
+        self.common.conn.invoke::<i64>(stream, &call).await?;
+        Ok(())
     }
 
     fn needs_prepare(&self, err: &Error) -> bool {
