@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, FromRedisValue};
+use redis::io::tcp::{socket2, TcpSettings};
+use redis::{AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo};
 use tokio::sync::OnceCell;
 
 use crate::error::{redact, Error, Result};
@@ -18,14 +19,37 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Short commands; a script over a large batch stays well inside it.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A link that went dead without a FIN or RST (a peer that vanished, a partition, a NAT that
+/// forgot the flow) is noticed by the kernel: data not acknowledged for this long (TCP user
+/// timeout), or an idle connection whose keepalive probes go unanswered, fails the connection.
+/// Safe where the response timeout is not: a Redis that is slow (a long script, a big reply)
+/// still acknowledges at the TCP level. The blocking reads have their own, shorter bound.
+pub const DEAD_LINK: Duration = Duration::from_secs(5);
+
+/// TCP settings of every connection holdfast opens (the redis crate's and `resp.rs`'s).
+pub(crate) fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(1));
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let keepalive = keepalive.with_retries(3);
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let settings = settings.set_user_timeout(DEAD_LINK);
+    settings
+}
+
 pub fn client(url: &str) -> Result<Client> {
-    Client::open(url).map_err(|e| {
+    let info = url.into_connection_info().map_err(|e| {
         Error::InvalidArgument(format!(
             "invalid Redis url {:?} ({}): expected redis://[[user]:password@]host[:port][/db]",
             redact(url),
             redact(&e.to_string())
         ))
-    })
+    })?;
+    Client::open(info.set_tcp_settings(tcp_settings())).map_err(|e| Error::from_redis(e, ""))
 }
 
 /// A connection for one blocking loop: its response timeout is the block time plus a margin.

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use redis::io::tcp::{socket2, TcpSettings};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -43,8 +44,7 @@ impl RespConn {
             redis::ConnectionAddr::Tcp(host, port) => {
                 let tcp =
                     timed(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await?;
-                tcp.set_nodelay(true).map_err(io_error)?;
-                Box::new(tcp)
+                Box::new(with_settings(tcp, info.tcp_settings()).map_err(io_error)?)
             }
             #[cfg(unix)]
             redis::ConnectionAddr::Unix(path) => {
@@ -198,6 +198,18 @@ async fn timed<T>(
 
 fn io_error(e: std::io::Error) -> Error {
     Error::Connection(redact(&e.to_string()))
+}
+
+/// The redis crate's TCP settings (`conn::tcp_settings`) applied to this socket too.
+fn with_settings(tcp: TcpStream, settings: &TcpSettings) -> std::io::Result<TcpStream> {
+    tcp.set_nodelay(settings.nodelay())?;
+    let sock = socket2::SockRef::from(&tcp);
+    if let Some(keepalive) = settings.keepalive() {
+        sock.set_tcp_keepalive(keepalive)?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sock.set_tcp_user_timeout(settings.user_timeout())?;
+    Ok(tcp)
 }
 
 /// A reply this connection cannot make sense of; the fetch loop drops the connection.
