@@ -9,6 +9,7 @@ const assert = require('node:assert/strict')
 const { ReliableQueue } = require('..')
 const { useRedis, uniqueName, waitFor, MODES } = require('./helpers/redis-server')
 const { FaultyProxy } = require('./helpers/proxy')
+const { startFixture } = require('./helpers/child')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -158,6 +159,50 @@ for (const mode of MODES) {
       await redis.server.restart()
       return { lostBefore: Date.now() }
     })
+  })
+
+  test(`[${mode}] worker processes SIGKILLed every 1.5 s for 12 s under load (default options): nothing lost`, async (t) => {
+    const redis = await useRedis()
+    t.after(() => redis.close())
+    const name = uniqueName('chaos')
+    const producer = new ReliableQueue(name, { url: redis.url, mode })
+    t.after(() => producer.close())
+    const env = { HF_URL: redis.url, HF_QUEUE: name, HF_MODE: mode, HF_CONCURRENCY: '10', HF_VISIBILITY_MS: 'default' }
+    const children = []
+    const spawnWorker = async () => {
+      const child = startFixture('worker.js', env)
+      children.push(child)
+      await child.waitLine((m) => m.ready)
+      return child
+    }
+    t.after(() => Promise.all(children.map((c) => c.stop('SIGKILL'))))
+    const live = [await spawnWorker(), await spawnWorker()]
+    const accepted = new Set()
+    let producing = true
+    const produce = async () => {
+      for (let n = 0; producing; n++) {
+        accepted.add(await producer.add({ n }))
+        await sleep(5)
+      }
+    }
+    const producing1 = produce()
+    let kills = 0
+    const until = Date.now() + 12_000
+    while (Date.now() < until) {
+      await sleep(1500)
+      const victim = live.shift()
+      victim.proc.kill('SIGKILL')
+      await victim.exited
+      kills++
+      live.push(await spawnWorker())
+    }
+    producing = false
+    await producing1
+    const done = () => new Set(children.flatMap((c) => c.lines.filter((m) => m.done).map((m) => m.done)))
+    await waitFor(() => [...accepted].every((id) => done().has(id)), 60_000,
+      `every accepted job to run (${[...accepted].filter((id) => !done().has(id)).length} missing)`)
+    const runs = children.flatMap((c) => c.lines.filter((m) => m.done)).length
+    t.diagnostic(JSON.stringify({ accepted: accepted.size, kills, duplicates: runs - done().size }))
   })
 
   test(`[${mode}] a full Redis: add rejects with ERR_HOLDFAST_REDIS_FULL, a worker drains it, adds work again`, async (t) => {
