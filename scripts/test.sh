@@ -23,6 +23,8 @@ step "TypeScript type test (tsc --strict --noEmit)"
 npx tsc -p __test__/types
 step "benchmark smoke run (BENCH_N=200: checks counts, not timings)"
 BENCH_N=200 BENCH_RESULTS="$(mktemp -d)/results.json" node benchmark/bench.js
+step "crash recovery benchmark smoke run (holdfast only, one round: checks every job is recovered)"
+RECOVERY_PEERS=holdfast-stream,holdfast-list RECOVERY_ROUNDS=1 node benchmark/recovery.js
 # The release tarballs that __test__/package.test.js installs. On linux-x64 they are built with
 # cargo-zigbuild for glibc 2.17 (zig from PyPI), plus linux-arm64-gnu and linux-x64-musl when
 # rustup can add those targets; CI must build all three.
