@@ -172,7 +172,10 @@ async fn drain(queue: &Arc<Queue>, accepted: &[String]) {
     }
     for (id, n) in &attempts {
         let i = index[id.as_str()];
-        let expected = if i % 10 == 0 { 2 } else { 1 };
+        let expected = match i % 10 {
+            0 => 2,
+            _ => 1,
+        };
         assert_eq!(*n, expected, "{mode:?}: job #{i} ran {n} times");
     }
 
