@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: lint, build the addon, then every test against real redis-servers the tests start
-# themselves on free ports (set REDIS_URL to use an external server where a test allows it).
+# themselves on free ports (set REDIS_URL to use an external server where a test allows it), and
+# the JS tests again against Redis 6.2 and Valkey 8.1 (scripts/servers.sh fetches them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +54,11 @@ fi
 step "JS tests (node --test __test__/)"
 # a hard limit too: a test process that never exits must fail the run, not hang it
 timeout 1200 node --test --test-timeout=180000 __test__/
+# The server matrix: the same tests (but packaging, which no server affects) against Redis 6.2
+# and Valkey 8.1; the run above used the redis-server on PATH (Redis 7.0 here).
+servers="$(bash scripts/servers.sh)"
+for server in $(tr ' ' '=' <<<"$servers"); do
+  step "JS tests against ${server%%=*} (${server#*=})"
+  REDIS_SERVER_BIN="${server#*=}" REDIS_URL="" timeout 1200 node --test --test-timeout=180000 \
+    $(ls __test__/*.test.js | grep -v '/package.test.js$')
+done
