@@ -48,6 +48,48 @@ pub struct QueueConfig {
     pub dead_max_age: Duration,
     /// An add with a `jobId` seen within this window adds nothing.
     pub dedup_window: Duration,
+    /// TLS on every connection; `rediss://` URLs turn it on with the defaults.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS settings, as Node.js's `tls.connect` takes them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM CA certificates to trust instead of Mozilla's roots.
+    pub ca: Option<Vec<u8>>,
+    /// PEM client certificate chain, for mutual TLS (with `key`).
+    pub cert: Option<Vec<u8>>,
+    /// PEM private key of `cert`.
+    pub key: Option<Vec<u8>>,
+    /// The name the server's certificate must carry (and the SNI), when not the URL's host.
+    pub servername: Option<String>,
+    /// `false` accepts any server certificate: encrypted, but not authenticated.
+    pub reject_unauthorized: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            cert: None,
+            key: None,
+            servername: None,
+            reject_unauthorized: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    // never prints the key
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca", &self.ca.as_ref().map(|_| "<pem>"))
+            .field("cert", &self.cert.as_ref().map(|_| "<pem>"))
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("servername", &self.servername)
+            .field("reject_unauthorized", &self.reject_unauthorized)
+            .finish()
+    }
 }
 
 impl QueueConfig {
@@ -62,6 +104,7 @@ impl QueueConfig {
             dead_max_len: 10_000,
             dead_max_age: Duration::from_secs(7 * 24 * 3600),
             dedup_window: Duration::from_secs(24 * 3600),
+            tls: None,
         }
     }
 

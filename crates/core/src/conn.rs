@@ -1,130 +1,136 @@
-//! Connections, and the one way short commands are run. Two kinds of connection: a shared
-//! multiplexed ConnectionManager for short commands ([`Conn`]), and one dedicated connection per
+//! Connections, and the one way short commands are run. Two kinds of connection, both redis-crate
+//! `MultiplexedConnection`s over a socket from [`Endpoint::dial`]: a shared one that replaces
+//! itself after a failure, for short commands ([`Conn`]), and one dedicated connection per
 //! blocking loop whose response timeout outlasts its BLOCK. The redis crate's default 500 ms
 //! response timeout would discard a reply that already moved a job to us, and a blocking call
 //! stalls every other command on its connection (both measured; see ARCHITECTURE.md).
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::io::tcp::{socket2, TcpSettings};
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo};
-use tokio::sync::OnceCell;
+use redis::aio::MultiplexedConnection;
+use redis::FromRedisValue;
 
-use crate::error::{redact, Error, Result};
+use crate::error::{Error, Result};
+use crate::net::Endpoint;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Short commands; a script over a large batch stays well inside it.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A link that went dead without a FIN or RST (a peer that vanished, a partition, a NAT that
-/// forgot the flow) is noticed by the kernel: data not acknowledged for this long (TCP user
-/// timeout), or an idle connection whose keepalive probes go unanswered, fails the connection.
-/// Safe where the response timeout is not: a Redis that is slow (a long script, a big reply)
-/// still acknowledges at the TCP level. The blocking reads have their own, shorter bound.
-pub const DEAD_LINK: Duration = Duration::from_secs(5);
-
-/// TCP settings of every connection holdfast opens (the redis crate's and `resp.rs`'s).
-pub(crate) fn tcp_settings() -> TcpSettings {
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(5))
-        .with_interval(Duration::from_secs(1));
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let keepalive = keepalive.with_retries(3);
-    let settings = TcpSettings::default()
-        .set_nodelay(true)
-        .set_keepalive(keepalive);
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let settings = settings.set_user_timeout(DEAD_LINK);
-    settings
-}
-
-pub fn client(url: &str) -> Result<Client> {
-    let info = url.into_connection_info().map_err(|e| {
-        Error::InvalidArgument(format!(
-            "invalid Redis url {:?} ({}): expected redis://[[user]:password@]host[:port][/db]",
-            redact(url),
-            redact(&e.to_string())
-        ))
-    })?;
-    // No CLIENT SETINFO on connect: the ACL rules in the README do not grant it (Redis 7.2+ and
-    // Valkey would log a denial per connection, Redis 6.2 too, for want of the subcommand).
-    let redis = info.redis_settings().clone().set_skip_set_lib_name();
-    let info = info
-        .set_tcp_settings(tcp_settings())
-        .set_redis_settings(redis);
-    Client::open(info).map_err(|e| Error::from_redis(e, ""))
-}
-
 /// A connection for one blocking loop: its response timeout is the block time plus a margin.
-pub async fn dedicated(client: &Client, block: Duration) -> Result<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(block + Duration::from_secs(2)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| Error::from_redis(e, ""))
+pub async fn dedicated(endpoint: &Endpoint, block: Duration) -> Result<MultiplexedConnection> {
+    let (conn, _alive) = endpoint.multiplexed(block + Duration::from_secs(2)).await?;
+    Ok(conn)
 }
 
-/// The shared connection of one queue, for every short command of every layer: connects
-/// lazily (a failed first connect is retried on the next call) and maps every error through
-/// [`Error::from_redis`]. Cloning shares it.
+/// The shared connection of one queue, for every short command of every layer: connects on
+/// first use, replaces a connection whose socket is gone before using it, and maps every error
+/// through [`Error::from_redis`]. While Redis is down, a command fails after one connect
+/// attempt instead of waiting; callers that queued behind that attempt share its failure, and
+/// the next command tries again. Cloning shares it.
 #[derive(Clone)]
 pub struct Conn {
-    client: Client,
-    manager: Arc<OnceCell<ConnectionManager>>,
+    endpoint: Endpoint,
+    link: Arc<Link>,
+}
+
+#[derive(Default)]
+struct Link {
+    current: Mutex<Option<Live>>,
+    /// Held while connecting; the last failed attempt and when it ended.
+    connecting: tokio::sync::Mutex<Option<(Instant, Error)>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+struct Live {
+    conn: MultiplexedConnection,
+    alive: Arc<AtomicBool>,
+    generation: u64,
 }
 
 impl Conn {
-    pub fn new(client: Client) -> Self {
+    pub fn new(endpoint: Endpoint) -> Self {
         Self {
-            client,
-            manager: Arc::new(OnceCell::new()),
+            endpoint,
+            link: Arc::default(),
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
-    /// A self-healing multiplexed connection. While Redis is down, a command fails after one
-    /// quick reconnect attempt instead of waiting; the next command tries again.
-    async fn manager(&self) -> Result<ConnectionManager> {
-        self.manager
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_millis(500));
-                self.client
-                    .get_connection_manager_with_config(config)
-                    .await
-                    .map_err(|e| Error::from_redis(e, ""))
-            })
-            .await
+    fn current(&self) -> Option<Live> {
+        let current = self.link.current.lock().unwrap_or_else(|e| e.into_inner());
+        current
+            .as_ref()
+            .filter(|live| live.alive.load(Ordering::Acquire))
             .cloned()
     }
 
-    /// Runs one request. ConnectionManager keeps a failed reconnect attempt until a command
-    /// trips over it, so the first command after an outage fails with that stale error (and
-    /// starts a fresh attempt). A refused connection sent nothing, so one more try is safe, even
-    /// for XADD. `key` names the key a WRONGTYPE error is about.
+    async fn live(&self) -> Result<Live> {
+        if let Some(live) = self.current() {
+            return Ok(live);
+        }
+        let asked = Instant::now();
+        let mut failed = self.link.connecting.lock().await;
+        if let Some(live) = self.current() {
+            return Ok(live); // another caller connected meanwhile
+        }
+        if let Some((at, err)) = &*failed {
+            if *at >= asked {
+                return Err(err.clone()); // the attempt this caller waited for failed
+            }
+        }
+        match self.endpoint.multiplexed(RESPONSE_TIMEOUT).await {
+            Ok((conn, alive)) => {
+                let generation = self.link.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                let live = Live {
+                    conn,
+                    alive,
+                    generation,
+                };
+                *self.link.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+                *failed = None;
+                Ok(live)
+            }
+            Err(e) => {
+                *failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets a connection that failed under a command, unless it was replaced already.
+    fn forget(&self, generation: u64) {
+        let mut current = self.link.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|l| l.generation == generation) {
+            *current = None;
+        }
+    }
+
+    /// Runs one request. A command that failed on a broken or silent connection may have run,
+    /// so it is not retried; the connection is replaced for the next one. `key` names the key
+    /// a WRONGTYPE error is about.
     async fn run<T, F, Fut>(&self, key: &str, f: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.manager().await?;
-        match f(conn.clone()).await {
-            Err(e) if e.is_connection_refusal() => f(conn).await,
-            other => other,
-        }
-        .map_err(|e| Error::from_redis(e, key))
+        let live = self.live().await?;
+        f(live.conn).await.map_err(|e| {
+            if e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_unrecoverable_error()
+            {
+                self.forget(live.generation);
+            }
+            Error::from_redis(e, key)
+        })
     }
 
     pub async fn query<T: FromRedisValue>(&self, key: &str, cmd: &redis::Cmd) -> Result<T> {

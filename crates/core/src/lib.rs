@@ -8,7 +8,8 @@
 //!
 //! Layers, each using only those above it (ARCHITECTURE.md draws them):
 //! 1. leaf types: `error`, `config`, `keys`, `envelope`, `job`, `util`
-//! 2. Redis plumbing: `conn` (connections, the one command runner), `resp`, `scripts`
+//! 2. Redis plumbing: `net` (the endpoint and the one way to open a socket, with `tls`), `conn`
+//!    (connections, the one command runner), `resp`, `scripts`
 //! 3. [`protocol`]: each mode's Redis protocol, returning what happened as values
 //! 4. `runtime`: the worker's tasks and jobs in flight, over any protocol
 //! 5. `queue`: the facade the binding uses
@@ -19,15 +20,17 @@ pub mod envelope;
 pub mod error;
 pub mod job;
 pub mod keys;
+mod net;
 pub mod protocol;
 mod queue;
 mod resp;
 mod runtime;
 mod scripts;
+mod tls;
 mod util;
 
 pub use bytes::Bytes;
-pub use config::{Mode, PrefetchPolicy, QueueConfig, WorkerConfig};
+pub use config::{Mode, PrefetchPolicy, QueueConfig, TlsConfig, WorkerConfig};
 pub use envelope::JobOptions;
 pub use error::{Error, Result};
 pub use job::{DeadJob, Job, NewJob, Stats};

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::{QueueConfig, WorkerConfig};
-use crate::conn::{self, Conn};
+use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::job::{DeadJob, NewJob, Stats};
+use crate::net::Endpoint;
 use crate::protocol::{AnyProtocol, Protocol};
 use crate::runtime::{Dispatch, Worker};
 
@@ -24,7 +25,7 @@ impl Queue {
     /// Validates the configuration and parses the url. Connects lazily, on first use.
     pub fn new(cfg: QueueConfig) -> Result<Arc<Self>> {
         cfg.validate()?;
-        let conn = Conn::new(conn::client(&cfg.url)?);
+        let conn = Conn::new(Endpoint::new(&cfg.url, cfg.tls.as_ref())?);
         let protocol = Arc::new(AnyProtocol::new(&cfg, conn));
         Ok(Arc::new(Self {
             cfg,

@@ -6,17 +6,11 @@
 
 use std::time::Duration;
 
-use redis::io::tcp::{socket2, TcpSettings};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::error::{redact, Error, Result};
+use crate::error::{Error, Result};
 use crate::job::{self, Job};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use crate::net::{io_error, timed, Endpoint, Io, CONNECT_TIMEOUT};
 
 pub(crate) struct RespConn {
     io: Box<dyn Io>,
@@ -37,25 +31,10 @@ enum Reply {
 }
 
 impl RespConn {
-    /// Connects like the redis crate would for `info` (TCP or a unix socket; AUTH, SELECT),
-    /// then asks for this connection's CLIENT ID so it can be unblocked.
-    pub async fn connect(info: &redis::ConnectionInfo, response_timeout: Duration) -> Result<Self> {
-        let io: Box<dyn Io> = match info.addr() {
-            redis::ConnectionAddr::Tcp(host, port) => {
-                let tcp =
-                    timed(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await?;
-                Box::new(with_settings(tcp, info.tcp_settings()).map_err(io_error)?)
-            }
-            #[cfg(unix)]
-            redis::ConnectionAddr::Unix(path) => {
-                Box::new(timed(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path)).await?)
-            }
-            other => {
-                return Err(Error::Connection(format!(
-                    "unsupported Redis address {other}"
-                )))
-            }
-        };
+    /// Connects through the endpoint (TCP or a unix socket, TLS; AUTH, SELECT), then asks for
+    /// this connection's CLIENT ID so it can be unblocked.
+    pub async fn connect(endpoint: &Endpoint, response_timeout: Duration) -> Result<Self> {
+        let io = endpoint.dial().await?;
         let mut conn = RespConn {
             io,
             buf: vec![0; 16 * 1024],
@@ -64,7 +43,7 @@ impl RespConn {
             response_timeout: CONNECT_TIMEOUT,
             client_id: -1,
         };
-        let settings = info.redis_settings();
+        let settings = endpoint.redis_settings();
         if let Some(password) = settings.password() {
             match settings.username() {
                 Some(user) => conn.command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
@@ -184,32 +163,6 @@ impl RespConn {
             Fail::Protocol(msg) => protocol(msg),
         })
     }
-}
-
-async fn timed<T>(
-    limit: Duration,
-    fut: impl std::future::Future<Output = std::io::Result<T>>,
-) -> Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| Error::Connection("timed out".into()))?
-        .map_err(io_error)
-}
-
-fn io_error(e: std::io::Error) -> Error {
-    Error::Connection(redact(&e.to_string()))
-}
-
-/// The redis crate's TCP settings (`conn::tcp_settings`) applied to this socket too.
-fn with_settings(tcp: TcpStream, settings: &TcpSettings) -> std::io::Result<TcpStream> {
-    tcp.set_nodelay(settings.nodelay())?;
-    let sock = socket2::SockRef::from(&tcp);
-    if let Some(keepalive) = settings.keepalive() {
-        sock.set_tcp_keepalive(keepalive)?;
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    sock.set_tcp_user_timeout(settings.user_timeout())?;
-    Ok(tcp)
 }
 
 /// A reply this connection cannot make sense of; the fetch loop drops the connection.

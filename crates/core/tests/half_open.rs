@@ -1,7 +1,7 @@
 //! Half-open connections: the link to Redis goes dead without a FIN or RST (a peer that
 //! vanished, a partition, a cloud NAT that forgot the flow). The kernel then keeps the
 //! connection and retransmits; only a timer notices. holdfast sets a TCP user timeout and
-//! keepalive on every connection (`conn::tcp_settings`), so a command on a dead link fails after
+//! keepalive on every connection (`net::tcp_settings`), so a command on a dead link fails after
 //! `DEAD_LINK` (5 s), not after the 10 s response timeout, which must stay long for slow
 //! scripts on a live Redis.
 //!

@@ -109,7 +109,7 @@ impl Protocol for ListProtocol {
 
     /// A redis-crate connection of its own: the fetch script and BLMOVE block it.
     async fn connect_reader(&self, block: Duration) -> Result<(MultiplexedConnection, i64)> {
-        let mut conn = dedicated(self.common.conn.client(), block).await?;
+        let mut conn = dedicated(self.common.conn.endpoint(), block).await?;
         let id: i64 = redis::cmd("CLIENT")
             .arg("ID")
             .query_async(&mut conn)

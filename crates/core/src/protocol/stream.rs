@@ -102,8 +102,8 @@ impl Protocol for StreamProtocol {
     }
 
     async fn connect_reader(&self, block: Duration) -> Result<(StreamReader, i64)> {
-        let info = self.common.conn.client().get_connection_info();
-        let conn = RespConn::connect(info, block + Duration::from_secs(2)).await?;
+        let endpoint = self.common.conn.endpoint();
+        let conn = RespConn::connect(endpoint, block + Duration::from_secs(2)).await?;
         let id = conn.client_id;
         Ok((StreamReader(conn), id))
     }
