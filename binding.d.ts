@@ -147,10 +147,13 @@ export interface NativeEvent {
  */
 export interface QueueOptions {
   /**
-   * Redis url, `redis://[[user]:password@]host[:port][/db]` (default
-   * `redis://127.0.0.1:6379`; `lib/holdfast.js` passes `REDIS_URL` when set).
+   * Redis url, `redis[s]://[[user]:password@]host[:port][/db]` (default
+   * `redis://127.0.0.1:6379`; `lib/holdfast.js` passes `REDIS_URL` when set). `rediss://`
+   * turns TLS on.
    */
   url?: string
+  /** TLS on every connection (a `redis://` url too). */
+  tls?: TlsOptions
   /** `'stream'` (default) or `'list'`. */
   mode?: string
   /** List mode: consume this existing list (filled by other clients with LPUSH). */
@@ -175,6 +178,20 @@ export interface QueueStats {
   dead: number
   workers: number
   paused: boolean
+}
+
+/** TLS settings; `lib/holdfast.js` turns PEM strings and arrays into one Buffer each. */
+export interface TlsOptions {
+  /** PEM CA certificates to trust instead of Mozilla's roots. */
+  ca?: Buffer
+  /** PEM client certificate chain, for mutual TLS (with `key`). */
+  cert?: Buffer
+  /** PEM private key of `cert` (not encrypted). */
+  key?: Buffer
+  /** The name the server's certificate must carry, when not the url's host. */
+  servername?: string
+  /** `false` accepts any server certificate (default `true`). */
+  rejectUnauthorized?: boolean
 }
 
 /**

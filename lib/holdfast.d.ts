@@ -38,9 +38,31 @@ export type JobSignal = typeof globalThis extends { AbortSignal: { prototype: in
       removeEventListener(type: 'abort', listener: () => void): void
     }
 
+/** PEM text or bytes, or several of them (as node:tls takes them). */
+export type Pem = string | Buffer | Array<string | Buffer>
+
+/** TLS settings, named as node:tls, ioredis and node-redis name them. */
+export interface TlsOptions {
+  /** CA certificates to trust instead of Mozilla's roots (the ones Node.js bundles). */
+  ca?: Pem
+  /** Client certificate chain, for mutual TLS (with `key`). */
+  cert?: Pem
+  /** Private key of `cert`, not encrypted. */
+  key?: Pem
+  /** The name the server's certificate must carry (and the SNI), when not the url's host. */
+  servername?: string
+  /** `false` accepts any server certificate: encrypted, not authenticated. Default `true`. */
+  rejectUnauthorized?: boolean
+}
+
 export interface QueueOptions {
-  /** Default: process.env.REDIS_URL, else redis://127.0.0.1:6379. */
+  /**
+   * Default: process.env.REDIS_URL, else redis://127.0.0.1:6379. `rediss://` turns TLS on, with
+   * Mozilla's roots unless `tls.ca` says otherwise.
+   */
   url?: string
+  /** TLS on every connection, for a `redis://` url too. `true` is `{}`. */
+  tls?: TlsOptions | boolean
   /**
    * 'stream' (default): Redis Streams consumer groups. 'list': the reliable two-list queue
    * (LMOVE into per-worker processing lists), compatible with producers that LPUSH.

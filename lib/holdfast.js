@@ -142,6 +142,35 @@ function columns(n, jobOptions) {
   return cols
 }
 
+/** One PEM Buffer from a string, a Buffer, or an array of them (as node:tls takes `ca`). */
+function pem(name, value) {
+  if (value === undefined) return undefined
+  const parts = Array.isArray(value) ? value : [value]
+  if (parts.length === 0 || !parts.every((p) => typeof p === 'string' || Buffer.isBuffer(p))) {
+    throw invalidArgument(`tls.${name} must be a PEM string or Buffer, or an array of them`)
+  }
+  return Buffer.concat(parts.flatMap((p) => [Buffer.from(p), Buffer.from('\n')]))
+}
+
+/** The `tls` option: `true` or an object of node:tls-style settings; undefined leaves TLS to the url. */
+function tlsOptions(value) {
+  if (value === undefined || value === false) return undefined
+  const tls = checkOptions('tls', value === true ? {} : value)
+  if (tls.servername !== undefined && typeof tls.servername !== 'string') {
+    throw invalidArgument('tls.servername must be a string')
+  }
+  if (tls.rejectUnauthorized !== undefined && typeof tls.rejectUnauthorized !== 'boolean') {
+    throw invalidArgument('tls.rejectUnauthorized must be a boolean')
+  }
+  return {
+    ca: pem('ca', tls.ca),
+    cert: pem('cert', tls.cert),
+    key: pem('key', tls.key),
+    servername: tls.servername,
+    rejectUnauthorized: tls.rejectUnauthorized,
+  }
+}
+
 class ReliableQueue {
   /**
    * @param {string} name
@@ -158,11 +187,13 @@ class ReliableQueue {
     const deadLetter = checkOptions('deadLetter', opts.deadLetter)
     checkNumber('deadLetter.maxLen', deadLetter.maxLen)
     checkNumber('deadLetter.maxAgeMs', deadLetter.maxAgeMs)
+    const tls = tlsOptions(opts.tls)
     // unset: the core's default (redis://127.0.0.1:6379)
     const url = opts.url ?? process.env.REDIS_URL
     try {
       this._native = new native.NativeQueue(name, {
         url,
+        tls,
         mode: opts.mode,
         prefix: opts.prefix,
         listKey: opts.listKey,

@@ -5,7 +5,8 @@
 const { invalidArgument } = require('./errors.js')
 
 const KEYS = {
-  'queue options': ['url', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  'queue options': ['url', 'tls', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  tls: ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'],
   deadLetter: ['maxLen', 'maxAgeMs'],
   'add options': ['jobId', 'maxAttempts', 'backoff', 'delayMs', 'runAt'],
   'addBulk options': ['jobIds', 'maxAttempts', 'backoff', 'delayMs', 'runAt'],
@@ -41,6 +42,7 @@ const MISSING = {
   removeOnComplete: 'finished jobs are always removed; failed ones go to the dead letters (queue option deadLetter)',
   removeOnFail: 'failed jobs go to the dead letters, capped by the queue option deadLetter: { maxLen, maxAgeMs }',
   lifo: 'jobs are taken oldest first; LIFO is not supported',
+  passphrase: 'encrypted private keys are not supported: decrypt the key first (openssl pkey -in key.pem -out plain.pem)',
   stalledInterval: 'expired leases are recovered on their own schedule, derived from visibilityTimeoutMs',
 }
 

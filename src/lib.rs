@@ -52,9 +52,12 @@ fn small(name: &str, v: u64) -> Result<u32> {
 /// the one place defaults live; the docs here repeat them.
 #[napi(object)]
 pub struct QueueOptions {
-    /// Redis url, `redis://[[user]:password@]host[:port][/db]` (default
-    /// `redis://127.0.0.1:6379`; `lib/holdfast.js` passes `REDIS_URL` when set).
+    /// Redis url, `redis[s]://[[user]:password@]host[:port][/db]` (default
+    /// `redis://127.0.0.1:6379`; `lib/holdfast.js` passes `REDIS_URL` when set). `rediss://`
+    /// turns TLS on.
     pub url: Option<String>,
+    /// TLS on every connection (a `redis://` url too).
+    pub tls: Option<TlsOptions>,
     /// `'stream'` (default) or `'list'`.
     pub mode: Option<String>,
     /// List mode: consume this existing list (filled by other clients with LPUSH).
@@ -69,6 +72,33 @@ pub struct QueueOptions {
     pub dead_letter_max_len: Option<f64>,
     /// Dead letters older than this many ms are dropped (default 7 days).
     pub dead_letter_max_age_ms: Option<f64>,
+}
+
+/// TLS settings; `lib/holdfast.js` turns PEM strings and arrays into one Buffer each.
+#[napi(object)]
+pub struct TlsOptions {
+    /// PEM CA certificates to trust instead of Mozilla's roots.
+    pub ca: Option<Buffer>,
+    /// PEM client certificate chain, for mutual TLS (with `key`).
+    pub cert: Option<Buffer>,
+    /// PEM private key of `cert` (not encrypted).
+    pub key: Option<Buffer>,
+    /// The name the server's certificate must carry, when not the url's host.
+    pub servername: Option<String>,
+    /// `false` accepts any server certificate (default `true`).
+    pub reject_unauthorized: Option<bool>,
+}
+
+impl From<&TlsOptions> for core::TlsConfig {
+    fn from(o: &TlsOptions) -> Self {
+        Self {
+            ca: o.ca.as_ref().map(|b| b.to_vec()),
+            cert: o.cert.as_ref().map(|b| b.to_vec()),
+            key: o.key.as_ref().map(|b| b.to_vec()),
+            servername: o.servername.clone(),
+            reject_unauthorized: o.reject_unauthorized.unwrap_or(true),
+        }
+    }
 }
 
 struct QueueArgs<'a>(&'a str, Option<&'a QueueOptions>);
@@ -89,6 +119,7 @@ impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
                 cfg.mode = core::Mode::parse(mode).map_err(to_js_error)?;
             }
             cfg.list_key = o.list_key.clone();
+            cfg.tls = o.tls.as_ref().map(core::TlsConfig::from);
             if let Some(max) = positive("maxPayloadBytes", o.max_payload_bytes)? {
                 cfg.max_payload_bytes = max as usize;
             }

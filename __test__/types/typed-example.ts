@@ -18,6 +18,13 @@ async function main(): Promise<void> {
   await queue.addBulk([{ subject: 'no recipient' }])
   // @ts-expect-error: unknown mode
   new ReliableQueue<Email>('email', { mode: 'fifo' })
+  new ReliableQueue<Email>('email', {
+    url: 'rediss://redis.example.com:6380',
+    tls: { ca: [Buffer.from('-----BEGIN CERTIFICATE-----'), 'pem'], servername: 'redis.example.com' },
+  })
+  new ReliableQueue<Email>('email', { tls: true })
+  // @ts-expect-error: rejectUnauthorized is a boolean
+  new ReliableQueue<Email>('email', { tls: { rejectUnauthorized: 'no' } })
   new ReliableQueue<Email>('email', { mode: 'list', listKey: 'jobs:email' })
 
   const worker: Worker<Email> = queue.process(async (job: Job<Email>) => {

@@ -33,7 +33,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 #[derive(Clone, Debug)]
 enum Addr {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     #[cfg(unix)]
     Unix(std::path::PathBuf),
 }
@@ -107,14 +110,17 @@ impl Endpoint {
     pub(crate) async fn dial(&self) -> Result<Box<dyn Io>> {
         match &self.addr {
             Addr::Tcp { host, port } => {
-                let tcp = timed(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await?;
+                let tcp =
+                    timed(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await?;
                 tcp_settings(&tcp).map_err(io_error)?;
                 match &self.tls {
                     None => Ok(Box::new(tcp)),
                     Some(tls) => {
                         let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
                         match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-                            Err(_) => Err(Error::Connection("timed out in the TLS handshake".into())),
+                            Err(_) => {
+                                Err(Error::Connection("timed out in the TLS handshake".into()))
+                            }
                             Ok(Err(e)) => Err(tls::handshake_error(e, &tls.server_name)),
                             Ok(Ok(stream)) => Ok(Box::new(stream)),
                         }
@@ -168,7 +174,10 @@ fn tcp_settings(tcp: &TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn timed<T>(limit: Duration, fut: impl Future<Output = std::io::Result<T>>) -> Result<T> {
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    fut: impl Future<Output = std::io::Result<T>>,
+) -> Result<T> {
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| Error::Connection("timed out".into()))?

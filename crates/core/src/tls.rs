@@ -29,7 +29,7 @@ impl Tls {
         let name = name.trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(name.to_owned()).map_err(|_| {
             invalid(format!(
-                "tls: {name:?} is neither a DNS name nor an IP address to check the server's certificate against"
+                "tls.servername (or the url's host) {name:?} is neither a DNS name nor an IP address"
             ))
         })?;
         Ok(Self {
@@ -69,9 +69,11 @@ fn client_config(opts: &TlsConfig) -> Result<ClientConfig> {
             }
             let key = PrivateKeyDer::from_pem_slice(key)
                 .map_err(|e| invalid(format!("tls.key is not a PEM private key: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| invalid(format!("tls.cert and tls.key do not make a client identity: {e}")))
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                invalid(format!(
+                    "tls.cert and tls.key do not make a client identity: {e}"
+                ))
+            })
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(invalid(
@@ -90,9 +92,11 @@ fn roots(ca: Option<&[u8]>) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca) {
         let cert = cert.map_err(|e| invalid(format!("tls.ca is not PEM: {e}")))?;
-        store
-            .add(cert)
-            .map_err(|e| invalid(format!("tls.ca holds a certificate that cannot be a CA: {e}")))?;
+        store.add(cert).map_err(|e| {
+            invalid(format!(
+                "tls.ca holds a certificate that cannot be a CA: {e}"
+            ))
+        })?;
     }
     if store.is_empty() {
         return Err(invalid("tls.ca holds no PEM certificate".into()));

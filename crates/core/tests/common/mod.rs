@@ -41,20 +41,30 @@ pub struct TestRedis {
     child: Option<Child>,
     /// `Some(url)` when the test runs against an external server from `REDIS_URL`.
     external: Option<String>,
+    /// More `redis-server` arguments (TLS ports and files).
+    extra: Vec<String>,
 }
 
 impl TestRedis {
     /// Spawns a fresh `redis-server` on a free port; waits until it answers PING.
     pub fn spawn() -> Self {
+        Self::spawn_with(|_| Vec::new())
+    }
+
+    /// [`spawn`](Self::spawn) with more arguments, made from the server's directory (which
+    /// exists by then and is removed with the server).
+    pub fn spawn_with(extra: impl FnOnce(&std::path::Path) -> Vec<String>) -> Self {
         let dir = std::env::temp_dir().join(format!("holdfast-core-test-{}", unique_suffix()));
         fs::create_dir_all(&dir).expect("create redis test dir");
         let log = dir.join("redis.log");
+        let extra = extra(&dir);
         let mut server = Self {
             port: 0,
             dir,
             log,
             child: None,
             external: None,
+            extra,
         };
         let mut last_err = String::new();
         for _ in 0..START_TRIES {
@@ -88,6 +98,7 @@ impl TestRedis {
                     log: PathBuf::new(),
                     child: None,
                     external: Some(url),
+                    extra: Vec::new(),
                 }
             }
             _ => Self::spawn(),
@@ -200,6 +211,7 @@ impl TestRedis {
             .arg(self.unix_socket())
             .args(["--unixsocketperm", "700"])
             .args(["--daemonize", "no"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -266,7 +278,7 @@ impl Drop for TestRedis {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
 }
@@ -824,5 +836,121 @@ pub trait Text {
 impl Text for bytes::Bytes {
     fn as_str(&self) -> &str {
         std::str::from_utf8(self).expect("a text payload")
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// TLS
+// ------------------------------------------------------------------------------------------
+
+/// A CA made for one test, with a server certificate (for `localhost` and 127.0.0.1) and a
+/// client certificate it signed. Made by the `openssl` CLI.
+pub struct TestCerts {
+    pub dir: PathBuf,
+}
+
+impl TestCerts {
+    pub fn make(dir: &std::path::Path) -> Self {
+        let dir = dir.join("tls");
+        fs::create_dir_all(&dir).expect("tls dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("run openssl (is it installed?)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca = ["-keyout", "ca.key", "-out", "ca.crt", "-days", "2"];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &ca,
+                &["-subj", "/CN=holdfast test CA"],
+            ]
+            .concat(),
+        );
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            fs::write(dir.join(format!("{name}.ext")), ext).expect("ext file");
+            let (key, csr, crt, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+                format!("{name}.ext"),
+            );
+            let subj = format!("/CN={name}");
+            openssl(
+                &[
+                    &["req"],
+                    &ec[..],
+                    &["-keyout", &key, "-out", &csr, "-subj", &subj],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Self { dir }
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    pub fn pem(&self, file: &str) -> Vec<u8> {
+        fs::read(self.dir.join(file)).expect("read pem")
+    }
+
+    /// `redis-server` arguments for a TLS port with these certificates; `auth_clients` asks
+    /// every client for a certificate signed by the CA (mutual TLS).
+    pub fn server_args(&self, tls_port: u16, auth_clients: bool) -> Vec<String> {
+        [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &self.path("server.crt"),
+            "--tls-key-file",
+            &self.path("server.key"),
+            "--tls-ca-cert-file",
+            &self.path("ca.crt"),
+            "--tls-auth-clients",
+            if auth_clients { "yes" } else { "no" },
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 }
