@@ -95,7 +95,7 @@ test('unknown option keys are refused with a hint, not ignored', async (t) => {
   assert.throws(() => queue.process(async () => {}, { backoff: { type: 'fixed', delayMs: 1, maxDelay: 5 } }), hint(/did you mean 'maxDelayMs'/))
   assert.throws(() => new ReliableQueue('q', { connection: { host: 'x' } }), hint(/queue options key 'connection'; did you mean 'url'/))
   assert.throws(() => new ReliableQueue('q', { deadLetter: { count: 5 } }), hint(/did you mean 'maxLen'/))
-  assert.throws(() => new ReliableQueue('q', { sentinel: {} }), hint(/unknown queue options key 'sentinel' \(known: url, mode/))
+  assert.throws(() => new ReliableQueue('q', { redisOptions: {} }), hint(/unknown queue options key 'redisOptions' \(known: url, tls, /))
 })
 
 for (const mode of MODES) {

@@ -38,8 +38,8 @@ export type JobSignal = typeof globalThis extends { AbortSignal: { prototype: in
       removeEventListener(type: 'abort', listener: () => void): void
     }
 
-/** PEM text or bytes, or several of them (as node:tls takes them). */
-export type Pem = string | Buffer | Array<string | Buffer>
+/** PEM text or bytes (a `Buffer` is a `Uint8Array`), or several of them, as node:tls takes them. */
+export type Pem = string | Uint8Array | Array<string | Uint8Array>
 
 /** TLS settings, named as node:tls, ioredis and node-redis name them. */
 export interface TlsOptions {
