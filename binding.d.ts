@@ -91,6 +91,16 @@ export interface CloseResult {
   leftToLeaseExpiry: number
 }
 
+/** What `add` waits for: `WAIT` (replicas) and / or `WAITAOF` (fsync). */
+export interface DurableOptions {
+  /** Replicas that must have each added job (default 0). */
+  replicas?: number
+  /** The master must have fsynced it to its AOF (Redis 7.2+, Valkey; default false). */
+  fsync?: boolean
+  /** Longest wait for the confirmation, ms (default 2000). */
+  timeoutMs?: number
+}
+
 /**
  * A batch of delivered jobs, as parallel arrays (one crossing per batch, not per job). Ids
  * and payloads each travel as one string with offsets: creating one JS string per job was a
@@ -154,6 +164,8 @@ export interface QueueOptions {
   url?: string
   /** TLS on every connection (a `redis://` url too). */
   tls?: TlsOptions
+  /** Adds resolve only once replicas and / or the AOF fsync confirm them. */
+  durable?: DurableOptions
   /** `'stream'` (default) or `'list'`. */
   mode?: string
   /** List mode: consume this existing list (filled by other clients with LPUSH). */

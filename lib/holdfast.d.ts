@@ -55,6 +55,15 @@ export interface TlsOptions {
   rejectUnauthorized?: boolean
 }
 
+export interface DurableOptions {
+  /** Replicas that must have each job (with `fsync`: fsynced to their AOF). Default 0. */
+  replicas?: number
+  /** The master must have fsynced each job to its append-only file. Default false. */
+  fsync?: boolean
+  /** Longest wait for the confirmation, ms. Default 2000. */
+  timeoutMs?: number
+}
+
 export interface QueueOptions {
   /**
    * Default: process.env.REDIS_URL, else redis://127.0.0.1:6379. `rediss://` turns TLS on, with
@@ -63,6 +72,13 @@ export interface QueueOptions {
   url?: string
   /** TLS on every connection, for a `redis://` url too. `true` is `{}`. */
   tls?: TlsOptions | boolean
+  /**
+   * `add` and `addBulk` resolve only once Redis confirms the jobs are on `replicas` replicas
+   * (`WAIT`) and / or fsynced to the master's append-only file (`fsync`, `WAITAOF`: Redis 7.2+
+   * or Valkey, with `appendonly yes`), within `timeoutMs` (default 2000); else they reject with
+   * `ERR_HOLDFAST_NOT_DURABLE` (the job may still be in Redis).
+   */
+  durable?: DurableOptions
   /**
    * 'stream' (default): Redis Streams consumer groups. 'list': the reliable two-list queue
    * (LMOVE into per-worker processing lists), compatible with producers that LPUSH.
@@ -198,6 +214,7 @@ export type HoldfastErrorCode =
   | 'ERR_HOLDFAST_CONNECTION'
   | 'ERR_HOLDFAST_AUTH'
   | 'ERR_HOLDFAST_REDIS_FULL'
+  | 'ERR_HOLDFAST_NOT_DURABLE'
   | 'ERR_HOLDFAST_WRONG_TYPE'
   | 'ERR_HOLDFAST_CLOSED'
   | 'ERR_HOLDFAST_HANDLER_TIMEOUT'

@@ -188,12 +188,19 @@ class ReliableQueue {
     checkNumber('deadLetter.maxLen', deadLetter.maxLen)
     checkNumber('deadLetter.maxAgeMs', deadLetter.maxAgeMs)
     const tls = tlsOptions(opts.tls)
+    const durable = opts.durable === undefined ? undefined : checkOptions('durable', opts.durable)
+    if (durable) {
+      checkNumber('durable.replicas', durable.replicas)
+      checkNumber('durable.timeoutMs', durable.timeoutMs)
+      if (durable.fsync !== undefined && typeof durable.fsync !== 'boolean') throw invalidArgument('durable.fsync must be a boolean')
+    }
     // unset: the core's default (redis://127.0.0.1:6379)
     const url = opts.url ?? process.env.REDIS_URL
     try {
       this._native = new native.NativeQueue(name, {
         url,
         tls,
+        durable,
         mode: opts.mode,
         prefix: opts.prefix,
         listKey: opts.listKey,

@@ -5,7 +5,8 @@
 const { invalidArgument } = require('./errors.js')
 
 const KEYS = {
-  'queue options': ['url', 'tls', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  'queue options': ['url', 'tls', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  durable: ['replicas', 'fsync', 'timeoutMs'],
   tls: ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'],
   deadLetter: ['maxLen', 'maxAgeMs'],
   'add options': ['jobId', 'maxAttempts', 'backoff', 'delayMs', 'runAt'],

@@ -58,6 +58,8 @@ pub struct QueueOptions {
     pub url: Option<String>,
     /// TLS on every connection (a `redis://` url too).
     pub tls: Option<TlsOptions>,
+    /// Adds resolve only once replicas and / or the AOF fsync confirm them.
+    pub durable: Option<DurableOptions>,
     /// `'stream'` (default) or `'list'`.
     pub mode: Option<String>,
     /// List mode: consume this existing list (filled by other clients with LPUSH).
@@ -101,6 +103,33 @@ impl From<&TlsOptions> for core::TlsConfig {
     }
 }
 
+/// What `add` waits for: `WAIT` (replicas) and / or `WAITAOF` (fsync).
+#[napi(object)]
+pub struct DurableOptions {
+    /// Replicas that must have each added job (default 0).
+    pub replicas: Option<f64>,
+    /// The master must have fsynced it to its AOF (Redis 7.2+, Valkey; default false).
+    pub fsync: Option<bool>,
+    /// Longest wait for the confirmation, ms (default 2000).
+    pub timeout_ms: Option<f64>,
+}
+
+impl TryFrom<&DurableOptions> for core::Durable {
+    type Error = Error;
+
+    fn try_from(o: &DurableOptions) -> Result<Self> {
+        let mut d = core::Durable::default();
+        if let Some(n) = whole("durable.replicas", o.replicas)? {
+            d.replicas = small("durable.replicas", n)?;
+        }
+        d.fsync = o.fsync.unwrap_or(false);
+        if let Some(ms) = positive("durable.timeoutMs", o.timeout_ms)? {
+            d.timeout = Duration::from_millis(ms);
+        }
+        Ok(d)
+    }
+}
+
 struct QueueArgs<'a>(&'a str, Option<&'a QueueOptions>);
 
 impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
@@ -120,6 +149,11 @@ impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
             }
             cfg.list_key = o.list_key.clone();
             cfg.tls = o.tls.as_ref().map(core::TlsConfig::from);
+            cfg.durable = o
+                .durable
+                .as_ref()
+                .map(core::Durable::try_from)
+                .transpose()?;
             if let Some(max) = positive("maxPayloadBytes", o.max_payload_bytes)? {
                 cfg.max_payload_bytes = max as usize;
             }

@@ -23,6 +23,9 @@ async function main(): Promise<void> {
     tls: { ca: [Buffer.from('-----BEGIN CERTIFICATE-----'), 'pem'], servername: 'redis.example.com' },
   })
   new ReliableQueue<Email>('email', { tls: true })
+  new ReliableQueue<Email>('email', { durable: { replicas: 1, fsync: true, timeoutMs: 500 } })
+  // @ts-expect-error durable.replicas is a number
+  new ReliableQueue<Email>('email', { durable: { replicas: '1' } })
   // @ts-expect-error: rejectUnauthorized is a boolean
   new ReliableQueue<Email>('email', { tls: { rejectUnauthorized: 'no' } })
   new ReliableQueue<Email>('email', { mode: 'list', listKey: 'jobs:email' })

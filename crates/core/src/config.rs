@@ -50,6 +50,30 @@ pub struct QueueConfig {
     pub dedup_window: Duration,
     /// TLS on every connection; `rediss://` URLs turn it on with the defaults.
     pub tls: Option<TlsConfig>,
+    /// Adds resolve only once replicas and / or the append-only file have them.
+    pub durable: Option<Durable>,
+}
+
+/// What an add waits for before it resolves: `WAIT` (replicas) and / or `WAITAOF` (fsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// Replicas that must have the job (with `fsync`: have written it to their AOF and fsynced).
+    pub replicas: u32,
+    /// The master must have fsynced the job to its append-only file (`WAITAOF`, Redis 7.2+,
+    /// Valkey; needs `appendonly yes`).
+    pub fsync: bool,
+    /// Longest wait for the confirmation.
+    pub timeout: Duration,
+}
+
+impl Default for Durable {
+    fn default() -> Self {
+        Self {
+            replicas: 0,
+            fsync: false,
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// TLS settings, as Node.js's `tls.connect` takes them.
@@ -105,6 +129,7 @@ impl QueueConfig {
             dead_max_age: Duration::from_secs(7 * 24 * 3600),
             dedup_window: Duration::from_secs(24 * 3600),
             tls: None,
+            durable: None,
         }
     }
 
@@ -130,6 +155,18 @@ impl QueueConfig {
             return Err(Error::InvalidArgument(
                 "dedupWindowMs and deadLetter.maxAgeMs must be greater than 0".into(),
             ));
+        }
+        if let Some(d) = &self.durable {
+            if d.replicas == 0 && !d.fsync {
+                return Err(Error::InvalidArgument(
+                    "durable needs replicas >= 1 or fsync: true".into(),
+                ));
+            }
+            if d.timeout.is_zero() || d.timeout > Duration::from_secs(3600) {
+                return Err(Error::InvalidArgument(
+                    "durable.timeoutMs must be between 1 and 3600000".into(),
+                ));
+            }
         }
         if self.max_payload_bytes == 0 {
             return Err(Error::InvalidArgument(

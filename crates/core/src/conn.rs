@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::FromRedisValue;
 
+use crate::config::Durable;
 use crate::error::{Error, Result};
 use crate::net::Endpoint;
 
@@ -34,6 +35,9 @@ pub async fn dedicated(endpoint: &Endpoint, block: Duration) -> Result<Multiplex
 pub struct Conn {
     endpoint: Endpoint,
     link: Arc<Link>,
+    /// Every command is confirmed by WAIT / WAITAOF on its connection (see [`Conn::durable`]).
+    durable: Option<Durable>,
+    response_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -49,6 +53,8 @@ struct Live {
     conn: MultiplexedConnection,
     alive: Arc<AtomicBool>,
     generation: u64,
+    /// `durable.fsync`: this server said it can confirm fsyncs.
+    can_fsync: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -56,6 +62,21 @@ impl Conn {
         Self {
             endpoint,
             link: Arc::default(),
+            durable: None,
+            response_timeout: RESPONSE_TIMEOUT,
+        }
+    }
+
+    /// A connection of its own whose every command (only adds go through it) is followed by
+    /// WAIT / WAITAOF on the same connection, which is what they confirm: the writes of their own
+    /// client. They block that connection meanwhile, so the queue's other commands (lease
+    /// renewals among them) stay on the shared one.
+    pub fn durable(endpoint: Endpoint, durable: Durable) -> Self {
+        Self {
+            endpoint,
+            link: Arc::default(),
+            durable: Some(durable),
+            response_timeout: RESPONSE_TIMEOUT.max(durable.timeout + Duration::from_secs(2)),
         }
     }
 
@@ -85,13 +106,14 @@ impl Conn {
                 return Err(err.clone()); // the attempt this caller waited for failed
             }
         }
-        match self.endpoint.multiplexed(RESPONSE_TIMEOUT).await {
+        match self.endpoint.multiplexed(self.response_timeout).await {
             Ok((conn, alive)) => {
                 let generation = self.link.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 let live = Live {
                     conn,
                     alive,
                     generation,
+                    can_fsync: Arc::default(),
                 };
                 *self.link.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
                 *failed = None;
@@ -121,16 +143,96 @@ impl Conn {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let live = self.live().await?;
-        f(live.conn).await.map_err(|e| {
-            if e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_unrecoverable_error()
-            {
-                self.forget(live.generation);
+        if let Some(d) = &self.durable {
+            self.check_fsync(&live, d).await?;
+        }
+        let out = f(live.conn.clone())
+            .await
+            .map_err(|e| self.failed(&live, e, key))?;
+        if let Some(d) = &self.durable {
+            self.confirm(&live, d).await?;
+        }
+        Ok(out)
+    }
+
+    fn failed(&self, live: &Live, e: redis::RedisError, key: &str) -> Error {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            self.forget(live.generation);
+        }
+        Error::from_redis(e, key)
+    }
+
+    /// `durable.fsync` on a server that cannot confirm fsyncs (no WAITAOF before Redis 7.2, or
+    /// `appendonly no`) fails before anything is added, once per connection: never a silent
+    /// downgrade. `WAITAOF 1 0 0` on a connection that wrote nothing answers at once.
+    async fn check_fsync(&self, live: &Live, d: &Durable) -> Result<()> {
+        if !d.fsync || live.can_fsync.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let probe = redis::cmd("WAITAOF").arg(1).arg(0).arg(0).to_owned();
+        let mut conn = live.conn.clone();
+        match probe.query_async::<redis::Value>(&mut conn).await {
+            Ok(_) => {
+                live.can_fsync.store(true, Ordering::Release);
+                Ok(())
             }
-            Error::from_redis(e, key)
-        })
+            Err(e) if e.code().is_some() => Err(Error::NotDurable(format!(
+                "durable.fsync needs WAITAOF (Redis 7.2+ or Valkey) and appendonly yes; this \
+                 server refused it ({}); nothing was added",
+                crate::error::redact(&e.to_string())
+            ))),
+            Err(e) => Err(self.failed(live, e, "")),
+        }
+    }
+
+    /// WAIT / WAITAOF after a command that went through: the job is in Redis whatever happens
+    /// here, so every failure says so.
+    async fn confirm(&self, live: &Live, d: &Durable) -> Result<()> {
+        let ms = d.timeout.as_millis() as u64;
+        let mut conn = live.conn.clone();
+        let (cmd, what) = match d.fsync {
+            true => (
+                redis::cmd("WAITAOF")
+                    .arg(1)
+                    .arg(d.replicas)
+                    .arg(ms)
+                    .to_owned(),
+                format!(
+                    "the fsync to the AOF of the master and {} replica(s)",
+                    d.replicas
+                ),
+            ),
+            false => (
+                redis::cmd("WAIT").arg(d.replicas).arg(ms).to_owned(),
+                format!("the copy to {} replica(s)", d.replicas),
+            ),
+        };
+        let reply: redis::RedisResult<Vec<i64>> = match d.fsync {
+            true => cmd.query_async(&mut conn).await,
+            false => cmd.query_async::<i64>(&mut conn).await.map(|n| vec![1, n]),
+        };
+        let why = match reply {
+            Ok(got) if got.len() == 2 && got[0] >= 1 && got[1] >= i64::from(d.replicas) => {
+                return Ok(())
+            }
+            Ok(got) => format!(
+                "confirmed by {} replica(s){} within {ms} ms",
+                got.get(1).copied().unwrap_or(0),
+                match (d.fsync, got.first()) {
+                    (true, Some(0)) => " and not by the master's fsync",
+                    _ => "",
+                }
+            ),
+            Err(e) => self.failed(live, e, "").to_string(),
+        };
+        Err(Error::NotDurable(format!(
+            "Redis took the add, but {what} was not confirmed: {why}. The job may still be in \
+             Redis (or lost in a failover): retry with the same jobId to add it at most once"
+        )))
     }
 
     pub async fn query<T: FromRedisValue>(&self, key: &str, cmd: &redis::Cmd) -> Result<T> {

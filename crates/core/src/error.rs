@@ -14,6 +14,10 @@ pub enum Error {
     /// Redis is at `maxmemory` with a policy that evicts nothing: it refuses writes (new jobs)
     /// until memory is freed.
     RedisFull(String),
+    /// An add that Redis took but whose durability (`durable` option) was not confirmed in
+    /// time; the job may still be in Redis. Also a server that cannot confirm at all (no
+    /// `WAITAOF`, or `appendonly no`), at first use, before anything is added.
+    NotDurable(String),
     /// A payload larger than `maxPayloadBytes`.
     PayloadTooLarge { size: usize, limit: usize },
     /// A key of the queue holds a value of another type (someone else's data is at that key).
@@ -35,6 +39,7 @@ impl Error {
             Error::Connection(_) => "ERR_HOLDFAST_CONNECTION",
             Error::Auth(_) => "ERR_HOLDFAST_AUTH",
             Error::RedisFull(_) => "ERR_HOLDFAST_REDIS_FULL",
+            Error::NotDurable(_) => "ERR_HOLDFAST_NOT_DURABLE",
             Error::PayloadTooLarge { .. } => "ERR_HOLDFAST_PAYLOAD_TOO_LARGE",
             Error::WrongType { .. } => "ERR_HOLDFAST_WRONG_TYPE",
             Error::Closed => "ERR_HOLDFAST_CLOSED",
@@ -156,6 +161,7 @@ impl fmt::Display for Error {
                 "Redis is out of memory and refuses writes ({msg}): jobs cannot be added until \
                  workers drain the queue or maxmemory is raised"
             ),
+            Error::NotDurable(msg) => write!(f, "{msg}"),
             Error::PayloadTooLarge { size, limit } => write!(
                 f,
                 "payload is {size} bytes, over the {limit}-byte limit; store large data elsewhere \

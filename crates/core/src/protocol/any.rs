@@ -28,9 +28,14 @@ pub enum AnyReader {
 
 impl AnyProtocol {
     pub(crate) fn new(cfg: &QueueConfig, conn: Conn) -> Self {
+        let adds = match cfg.durable {
+            Some(d) => Conn::durable(conn.endpoint().clone(), d),
+            None => conn.clone(),
+        };
         let common = Common {
             keys: QueueKeys::new(&cfg.prefix, &cfg.name),
             conn,
+            adds,
             dead: super::DeadPolicy {
                 max_len: cfg.dead_max_len,
                 max_age: cfg.dead_max_age,

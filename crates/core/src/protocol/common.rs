@@ -28,6 +28,8 @@ pub struct Heartbeat {
 pub struct Common {
     pub keys: QueueKeys,
     pub(crate) conn: Conn,
+    /// Adds only: `conn`, or with the `durable` option a connection of their own.
+    pub(crate) adds: Conn,
     pub(crate) dead: DeadPolicy,
     /// An add with a `jobId` seen within this window adds nothing.
     pub(crate) dedup_window: std::time::Duration,
@@ -171,7 +173,7 @@ impl Common {
                 .arg(&job.payload[..]);
             ids.push(id);
         }
-        let (_, entries): (Vec<u8>, Vec<String>) = self.conn.invoke(target, &call).await?;
+        let (_, entries): (Vec<u8>, Vec<String>) = self.adds.invoke(target, &call).await?;
         Ok(ids
             .into_iter()
             .zip(entries)

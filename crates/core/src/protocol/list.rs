@@ -46,7 +46,7 @@ impl Protocol for ListProtocol {
         let wait = &self.keys.wait;
         // One LPUSH with many values is atomic on its own.
         let cmd = redis::cmd("LPUSH").arg(wait).arg(&elements).to_owned();
-        self.common.conn.query::<i64>(wait, &cmd).await?;
+        self.common.adds.query::<i64>(wait, &cmd).await?;
         Ok(ids)
     }
 

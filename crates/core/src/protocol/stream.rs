@@ -52,7 +52,7 @@ impl Protocol for StreamProtocol {
                 cmd.arg("o").arg(options);
             }
         }
-        self.common.conn.pipe(stream, &pipe).await
+        self.common.adds.pipe(stream, &pipe).await
     }
 
     async fn add_scripted(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
@@ -251,7 +251,7 @@ impl Protocol for StreamProtocol {
                 .arg("JUSTID")
                 .ignore();
         }
-        self.common.conn.pipe(stream, &pipe).await
+        self.common.adds.pipe(stream, &pipe).await
     }
 
     /// Forgets workers whose heartbeat deadline passed, once nothing is pending for them (their
