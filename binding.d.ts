@@ -166,6 +166,8 @@ export interface QueueOptions {
   tls?: TlsOptions
   /** Adds resolve only once replicas and / or the AOF fsync confirm them. */
   durable?: DurableOptions
+  /** Find the master through Redis Sentinel (`url` then gives only credentials and database). */
+  sentinel?: SentinelOptions
   /** `'stream'` (default) or `'list'`. */
   mode?: string
   /** List mode: consume this existing list (filled by other clients with LPUSH). */
@@ -190,6 +192,14 @@ export interface QueueStats {
   dead: number
   workers: number
   paused: boolean
+}
+
+/** Redis Sentinel: the master's name and the sentinels to ask for it. */
+export interface SentinelOptions {
+  /** The name the sentinels monitor the master under (`sentinel monitor <name> ...`). */
+  masterName: string
+  /** Sentinels, asked in order: `host[:port]` (26379 by default) or `redis[s]://` urls. */
+  nodes: Array<string>
 }
 
 /** TLS settings; `lib/holdfast.js` turns PEM strings and arrays into one Buffer each. */

@@ -55,6 +55,17 @@ export interface TlsOptions {
   rejectUnauthorized?: boolean
 }
 
+/** Redis Sentinel: where to ask for the master. */
+export interface SentinelOptions {
+  /** The name the sentinels monitor the master under (`sentinel monitor <name> ...`). */
+  masterName: string
+  /**
+   * Sentinels, asked in order until one names the master: `'host:port'` (port 26379 when
+   * omitted) or `redis[s]://[[user]:password@]host:port` urls for sentinels with a password.
+   */
+  nodes: string[]
+}
+
 export interface DurableOptions {
   /** Replicas that must have each job (with `fsync`: fsynced to their AOF). Default 0. */
   replicas?: number
@@ -72,6 +83,13 @@ export interface QueueOptions {
   url?: string
   /** TLS on every connection, for a `redis://` url too. `true` is `{}`. */
   tls?: TlsOptions | boolean
+  /**
+   * Find the master through Redis Sentinel, anew on every connect: after a failover, workers
+   * and producers reconnect to the new master by themselves. `url` then gives only the master's
+   * user, password, database and scheme (`rediss://`), not its address; TLS applies to the
+   * sentinels too.
+   */
+  sentinel?: SentinelOptions
   /**
    * `add` and `addBulk` resolve only once Redis confirms the jobs are on `replicas` replicas
    * (`WAIT`) and / or fsynced to the master's append-only file (`fsync`, `WAITAOF`: Redis 7.2+

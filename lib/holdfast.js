@@ -153,6 +153,18 @@ function pem(name, value) {
 }
 
 /** The `tls` option: `true` or an object of node:tls-style settings; undefined leaves TLS to the url. */
+function sentinelOptions(value) {
+  if (value === undefined) return undefined
+  const { masterName, nodes } = checkOptions('sentinel', value)
+  if (typeof masterName !== 'string' || masterName === '') {
+    throw invalidArgument('sentinel.masterName must be the name the sentinels monitor the master under')
+  }
+  if (!Array.isArray(nodes) || nodes.length === 0 || !nodes.every((n) => typeof n === 'string' && n !== '')) {
+    throw invalidArgument("sentinel.nodes must be a non-empty array of 'host:port' strings or redis[s]:// urls")
+  }
+  return { masterName, nodes }
+}
+
 function tlsOptions(value) {
   if (value === undefined || value === false) return undefined
   const tls = checkOptions('tls', value === true ? {} : value)
@@ -188,6 +200,7 @@ class ReliableQueue {
     checkNumber('deadLetter.maxLen', deadLetter.maxLen)
     checkNumber('deadLetter.maxAgeMs', deadLetter.maxAgeMs)
     const tls = tlsOptions(opts.tls)
+    const sentinel = sentinelOptions(opts.sentinel)
     const durable = opts.durable === undefined ? undefined : checkOptions('durable', opts.durable)
     if (durable) {
       checkNumber('durable.replicas', durable.replicas)
@@ -200,6 +213,7 @@ class ReliableQueue {
       this._native = new native.NativeQueue(name, {
         url,
         tls,
+        sentinel,
         durable,
         mode: opts.mode,
         prefix: opts.prefix,

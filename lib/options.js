@@ -5,8 +5,9 @@
 const { invalidArgument } = require('./errors.js')
 
 const KEYS = {
-  'queue options': ['url', 'tls', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  'queue options': ['url', 'tls', 'sentinel', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
   durable: ['replicas', 'fsync', 'timeoutMs'],
+  sentinel: ['masterName', 'nodes'],
   tls: ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'],
   deadLetter: ['maxLen', 'maxAgeMs'],
   'add options': ['jobId', 'maxAttempts', 'backoff', 'delayMs', 'runAt'],

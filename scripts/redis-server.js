@@ -39,9 +39,16 @@ function ping(port) {
 }
 
 class RedisServer {
-  /** `args`: extra redis-server arguments, e.g. ['--appendonly', 'yes'] for a persistence test. */
-  static async start({ args = [] } = {}) {
+  /**
+   * `args`: extra redis-server arguments, e.g. ['--appendonly', 'yes'] for a persistence test.
+   * `sentinel`: the configuration of a Redis Sentinel to run instead (it rewrites the file).
+   */
+  static async start({ args = [], sentinel } = {}) {
     const server = new RedisServer(await freePort(), args)
+    if (sentinel !== undefined) {
+      server.conf = path.join(server.dir, 'sentinel.conf')
+      fs.writeFileSync(server.conf, sentinel)
+    }
     await server.restart()
     return server
   }
@@ -58,7 +65,7 @@ class RedisServer {
   async restart() {
     if (this.proc) throw new Error('redis-server already running')
     const bin = process.env.REDIS_SERVER_BIN || 'redis-server'
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    const args = [...(this.conf ? [this.conf, '--sentinel'] : []), '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--logfile', this.logFile, ...this.extraArgs]
     const proc = spawn(bin, args, { stdio: 'ignore' })
     this.proc = proc

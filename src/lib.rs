@@ -60,6 +60,8 @@ pub struct QueueOptions {
     pub tls: Option<TlsOptions>,
     /// Adds resolve only once replicas and / or the AOF fsync confirm them.
     pub durable: Option<DurableOptions>,
+    /// Find the master through Redis Sentinel (`url` then gives only credentials and database).
+    pub sentinel: Option<SentinelOptions>,
     /// `'stream'` (default) or `'list'`.
     pub mode: Option<String>,
     /// List mode: consume this existing list (filled by other clients with LPUSH).
@@ -101,6 +103,15 @@ impl From<&TlsOptions> for core::TlsConfig {
             reject_unauthorized: o.reject_unauthorized.unwrap_or(true),
         }
     }
+}
+
+/// Redis Sentinel: the master's name and the sentinels to ask for it.
+#[napi(object)]
+pub struct SentinelOptions {
+    /// The name the sentinels monitor the master under (`sentinel monitor <name> ...`).
+    pub master_name: String,
+    /// Sentinels, asked in order: `host[:port]` (26379 by default) or `redis[s]://` urls.
+    pub nodes: Vec<String>,
 }
 
 /// What `add` waits for: `WAIT` (replicas) and / or `WAITAOF` (fsync).
@@ -154,6 +165,10 @@ impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
                 .as_ref()
                 .map(core::Durable::try_from)
                 .transpose()?;
+            cfg.sentinel = o.sentinel.as_ref().map(|s| core::SentinelConfig {
+                master_name: s.master_name.clone(),
+                nodes: s.nodes.clone(),
+            });
             if let Some(max) = positive("maxPayloadBytes", o.max_payload_bytes)? {
                 cfg.max_payload_bytes = max as usize;
             }

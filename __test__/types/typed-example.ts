@@ -23,6 +23,9 @@ async function main(): Promise<void> {
     tls: { ca: [Buffer.from('-----BEGIN CERTIFICATE-----'), 'pem'], servername: 'redis.example.com' },
   })
   new ReliableQueue<Email>('email', { tls: true })
+  new ReliableQueue<Email>('email', { sentinel: { masterName: 'mymaster', nodes: ['10.0.0.1:26379', 'redis://:pw@10.0.0.2:26379'] } })
+  // @ts-expect-error sentinel.nodes is an array
+  new ReliableQueue<Email>('email', { sentinel: { masterName: 'mymaster', nodes: '10.0.0.1:26379' } })
   new ReliableQueue<Email>('email', { durable: { replicas: 1, fsync: true, timeoutMs: 500 } })
   // @ts-expect-error durable.replicas is a number
   new ReliableQueue<Email>('email', { durable: { replicas: '1' } })

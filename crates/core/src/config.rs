@@ -52,6 +52,18 @@ pub struct QueueConfig {
     pub tls: Option<TlsConfig>,
     /// Adds resolve only once replicas and / or the append-only file have them.
     pub durable: Option<Durable>,
+    /// Find the master through Redis Sentinel; `url` then gives only its credentials, database
+    /// and scheme.
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// Redis Sentinel: the master's name and the sentinels to ask where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    pub master_name: String,
+    /// `host[:port]` (port 26379 by default) or `redis[s]://[[user]:password@]host:port` URLs,
+    /// asked in this order.
+    pub nodes: Vec<String>,
 }
 
 /// What an add waits for before it resolves: `WAIT` (replicas) and / or `WAITAOF` (fsync).
@@ -130,6 +142,7 @@ impl QueueConfig {
             dedup_window: Duration::from_secs(24 * 3600),
             tls: None,
             durable: None,
+            sentinel: None,
         }
     }
 

@@ -156,10 +156,12 @@ impl Conn {
     }
 
     fn failed(&self, live: &Live, e: redis::RedisError, key: &str) -> Error {
+        // READONLY: the master became a replica (a failover); a new connection finds the new one
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_timeout()
             || e.is_unrecoverable_error()
+            || e.code() == Some("READONLY")
         {
             self.forget(live.generation);
         }

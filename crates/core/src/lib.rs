@@ -30,7 +30,9 @@ mod tls;
 mod util;
 
 pub use bytes::Bytes;
-pub use config::{Durable, Mode, PrefetchPolicy, QueueConfig, TlsConfig, WorkerConfig};
+pub use config::{
+    Durable, Mode, PrefetchPolicy, QueueConfig, SentinelConfig, TlsConfig, WorkerConfig,
+};
 pub use envelope::JobOptions;
 pub use error::{Error, Result};
 pub use job::{DeadJob, Job, NewJob, Stats};

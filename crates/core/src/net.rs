@@ -14,7 +14,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConn
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::TlsConfig;
+use crate::config::{SentinelConfig, TlsConfig};
 use crate::error::{redact, Error, Result};
 use crate::tls::{self, Tls};
 
@@ -31,7 +31,7 @@ pub const DEAD_LINK: Duration = Duration::from_secs(5);
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Addr {
     Tcp {
         host: String,
@@ -39,10 +39,20 @@ enum Addr {
     },
     #[cfg(unix)]
     Unix(std::path::PathBuf),
+    /// The master the sentinels name, asked anew on every connect.
+    Sentinel(Arc<Sentinels>),
 }
 
-/// One Redis server: its address, TLS, and the settings sent once connected (user, password,
-/// database).
+struct Sentinels {
+    master_name: String,
+    nodes: Vec<Endpoint>,
+}
+
+/// Port of a sentinel given as a bare host.
+const SENTINEL_PORT: u16 = 26379;
+
+/// One Redis server (or the master of a Sentinel group): its address, TLS, and the settings
+/// sent once connected (user, password, database).
 #[derive(Clone)]
 pub struct Endpoint {
     addr: Addr,
@@ -53,7 +63,15 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses `redis://`, `rediss://` (TLS) and `redis+unix://` / `unix://` URLs. `tls` turns TLS
     /// on for a `redis://` URL too, as ioredis and node-redis do.
-    pub fn new(url: &str, tls: Option<&TlsConfig>) -> Result<Self> {
+    ///
+    /// With `sentinel`, the master is whichever server the sentinels name when a connection is
+    /// made; the URL gives its user, password, database and scheme, not its address. TLS (the
+    /// `tls` option or `rediss://`) applies to the sentinels too.
+    pub fn new(
+        url: &str,
+        tls: Option<&TlsConfig>,
+        sentinel: Option<&SentinelConfig>,
+    ) -> Result<Self> {
         let bad = |why: String| {
             Error::InvalidArgument(format!(
                 "invalid Redis url {:?} ({why}): expected redis[s]://[[user]:password@]host[:port][/db] or redis+unix:///path",
@@ -82,23 +100,103 @@ impl Endpoint {
             ConnectionAddr::Unix(path) => Addr::Unix(path.clone()),
             other => return Err(bad(format!("unsupported address {other}"))),
         };
-        let tls = match (tls, secure) {
+        let tls_opts = match (tls, secure) {
             (None, false) => None,
-            (opts, _) => {
-                let default = TlsConfig::default();
-                let opts = opts.unwrap_or(&default);
-                match &addr {
-                    Addr::Tcp { host, .. } => Some(Tls::new(opts, host)?),
-                    #[cfg(unix)]
-                    Addr::Unix(_) => {
-                        return Err(Error::InvalidArgument(
-                            "tls needs a TCP url (redis:// or rediss://), not a unix socket".into(),
-                        ))
-                    }
-                }
+            (Some(opts), _) => Some(opts.clone()),
+            (None, true) => Some(TlsConfig::default()),
+        };
+        if let Some(sentinel) = sentinel {
+            return Self::sentinel(addr, tls_opts.as_ref(), redis, sentinel);
+        }
+        let tls = match (&tls_opts, &addr) {
+            (None, _) => None,
+            (Some(opts), Addr::Tcp { host, .. }) => Some(Tls::new(opts, host)?),
+            (Some(_), _) => {
+                return Err(Error::InvalidArgument(
+                    "tls needs a TCP url (redis:// or rediss://), not a unix socket".into(),
+                ))
             }
         };
         Ok(Self { addr, tls, redis })
+    }
+
+    fn sentinel(
+        addr: Addr,
+        tls: Option<&TlsConfig>,
+        redis: RedisConnectionInfo,
+        cfg: &SentinelConfig,
+    ) -> Result<Self> {
+        let bad = |why: &str| Error::InvalidArgument(format!("sentinel: {why}"));
+        if !matches!(addr, Addr::Tcp { .. }) {
+            return Err(bad(
+                "the url must be redis:// or rediss://, not a unix socket",
+            ));
+        }
+        if cfg.master_name.is_empty() {
+            return Err(bad("masterName must be a non-empty string"));
+        }
+        if cfg.nodes.is_empty() {
+            return Err(bad("nodes must list at least one sentinel (host:port)"));
+        }
+        let nodes = cfg
+            .nodes
+            .iter()
+            .map(|node| {
+                let url = match node.contains("://") {
+                    true => node.clone(),
+                    // a bare host, or [IPv6], has no port
+                    false if !node.contains(':') || node.ends_with(']') => {
+                        format!("redis://{node}:{SENTINEL_PORT}")
+                    }
+                    false => format!("redis://{node}"),
+                };
+                match Endpoint::new(&url, tls, None)? {
+                    e @ Endpoint {
+                        addr: Addr::Tcp { .. },
+                        ..
+                    } => Ok(e),
+                    _ => Err(bad("nodes must be host:port or redis[s]:// urls")),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            addr: Addr::Sentinel(Arc::new(Sentinels {
+                master_name: cfg.master_name.clone(),
+                nodes,
+            })),
+            // the name is the master's, set when it is known (`Tls::for_host`)
+            tls: tls.map(|opts| Tls::new(opts, "localhost")).transpose()?,
+            redis,
+        })
+    }
+
+    /// The master is found through sentinels: a connection checks `ROLE` once set up, since a
+    /// sentinel may name the old master for a moment after a failover.
+    pub(crate) fn is_sentinel(&self) -> bool {
+        matches!(self.addr, Addr::Sentinel(_))
+    }
+
+    /// `ROLE`'s first element, on a connection to the master the sentinels named.
+    pub(crate) fn check_role(&self, role: &[u8]) -> Result<()> {
+        match (&self.addr, role) {
+            (_, b"master") => Ok(()),
+            (Addr::Sentinel(s), role) => Err(Error::Connection(format!(
+                "the server the sentinels named as master {:?} is a {} (a failover under way?)",
+                s.master_name,
+                String::from_utf8_lossy(role)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// `host:port`, for messages.
+    fn name(&self) -> String {
+        match &self.addr {
+            Addr::Tcp { host, port } => format!("{host}:{port}"),
+            #[cfg(unix)]
+            Addr::Unix(path) => path.display().to_string(),
+            Addr::Sentinel(s) => format!("the master {:?}", s.master_name),
+        }
     }
 
     /// User, password and database, for connections that set themselves up (`resp.rs`).
@@ -109,28 +207,16 @@ impl Endpoint {
     /// A connected socket: TCP (with [`tcp_settings`], then TLS when configured) or a unix socket.
     pub(crate) async fn dial(&self) -> Result<Box<dyn Io>> {
         match &self.addr {
-            Addr::Tcp { host, port } => {
-                let tcp =
-                    timed(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await?;
-                tcp_settings(&tcp).map_err(io_error)?;
-                match &self.tls {
-                    None => Ok(Box::new(tcp)),
-                    Some(tls) => {
-                        let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
-                        match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-                            Err(_) => {
-                                Err(Error::Connection("timed out in the TLS handshake".into()))
-                            }
-                            Ok(Err(e)) => Err(tls::handshake_error(e, &tls.server_name)),
-                            Ok(Ok(stream)) => Ok(Box::new(stream)),
-                        }
-                    }
-                }
-            }
+            Addr::Tcp { host, port } => dial_tcp(host, *port, self.tls.as_ref()).await,
             #[cfg(unix)]
             Addr::Unix(path) => Ok(Box::new(
                 timed(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path)).await?,
             )),
+            Addr::Sentinel(sentinels) => {
+                let (host, port) = sentinels.master().await?;
+                let tls = self.tls.as_ref().map(|t| t.for_host(&host)).transpose()?;
+                dial_tcp(&host, port, tls.as_ref()).await
+            }
         }
     }
 
@@ -141,20 +227,101 @@ impl Endpoint {
         response_timeout: Duration,
     ) -> Result<(MultiplexedConnection, Arc<AtomicBool>)> {
         let io = self.dial().await?;
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(response_timeout));
-        let setup = MultiplexedConnection::new_with_config(&self.redis, io, config);
-        let (conn, driver) = tokio::time::timeout(CONNECT_TIMEOUT, setup)
+        let (conn, alive) = set_up(io, &self.redis, response_timeout).await?;
+        Ok((self.checked_role(conn).await?, alive))
+    }
+}
+
+/// A redis-crate connection on a dialed socket: AUTH and SELECT sent, its driver running.
+async fn set_up(
+    io: Box<dyn Io>,
+    redis: &RedisConnectionInfo,
+    response_timeout: Duration,
+) -> Result<(MultiplexedConnection, Arc<AtomicBool>)> {
+    let config = AsyncConnectionConfig::new().set_response_timeout(Some(response_timeout));
+    let setup = MultiplexedConnection::new_with_config(redis, io, config);
+    let (conn, driver) = tokio::time::timeout(CONNECT_TIMEOUT, setup)
+        .await
+        .map_err(|_| Error::Connection("timed out setting up the connection".into()))?
+        .map_err(|e| Error::from_redis(e, ""))?;
+    let alive = Arc::new(AtomicBool::new(true));
+    let flag = alive.clone();
+    // The driver ends when the socket fails or the last handle to the connection is dropped.
+    tokio::spawn(async move {
+        driver.await;
+        flag.store(false, Ordering::Release);
+    });
+    Ok((conn, alive))
+}
+
+impl Endpoint {
+    async fn checked_role(&self, mut conn: MultiplexedConnection) -> Result<MultiplexedConnection> {
+        if !self.is_sentinel() {
+            return Ok(conn);
+        }
+        let role: redis::Value = redis::cmd("ROLE")
+            .query_async(&mut conn)
             .await
-            .map_err(|_| Error::Connection("timed out setting up the connection".into()))?
             .map_err(|e| Error::from_redis(e, ""))?;
-        let alive = Arc::new(AtomicBool::new(true));
-        let flag = alive.clone();
-        // The driver ends when the socket fails or the last handle to the connection is dropped.
-        tokio::spawn(async move {
-            driver.await;
-            flag.store(false, Ordering::Release);
-        });
-        Ok((conn, alive))
+        let first = match &role {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::BulkString(b)) => b.clone(),
+                Some(redis::Value::SimpleString(s)) => s.clone().into_bytes(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        self.check_role(&first)?;
+        Ok(conn)
+    }
+}
+
+impl Sentinels {
+    /// Asks the sentinels in turn where the master is; the first that knows answers.
+    async fn master(&self) -> Result<(String, u16)> {
+        let mut why = Vec::new();
+        for node in &self.nodes {
+            match ask_master(node, &self.master_name).await {
+                Ok(Some(addr)) => return Ok(addr),
+                Ok(None) => why.push(format!("{} knows no such master", node.name())),
+                Err(e) => why.push(format!("{}: {e}", node.name())),
+            }
+        }
+        Err(Error::Connection(format!(
+            "no sentinel named the master {:?}: {}",
+            self.master_name,
+            why.join("; ")
+        )))
+    }
+}
+
+async fn ask_master(sentinel: &Endpoint, name: &str) -> Result<Option<(String, u16)>> {
+    let Addr::Tcp { host, port } = &sentinel.addr else {
+        unreachable!("sentinels are TCP addresses (checked in Endpoint::sentinel)")
+    };
+    let io = dial_tcp(host, *port, sentinel.tls.as_ref()).await?;
+    let (mut conn, _alive) = set_up(io, &sentinel.redis, CONNECT_TIMEOUT).await?;
+    redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(name)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| Error::from_redis(e, ""))
+}
+
+async fn dial_tcp(host: &str, port: u16, tls: Option<&Tls>) -> Result<Box<dyn Io>> {
+    let tcp = timed(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await?;
+    tcp_settings(&tcp).map_err(io_error)?;
+    match tls {
+        None => Ok(Box::new(tcp)),
+        Some(tls) => {
+            let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
+            match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+                Err(_) => Err(Error::Connection("timed out in the TLS handshake".into())),
+                Ok(Err(e)) => Err(tls::handshake_error(e, &tls.server_name)),
+                Ok(Ok(stream)) => Ok(Box::new(stream)),
+            }
+        }
     }
 }
 

@@ -55,6 +55,12 @@ impl RespConn {
             conn.command(&[b"SELECT", settings.db().to_string().as_bytes()]);
             conn.expect(Reply::Ok).await?;
         }
+        if endpoint.is_sentinel() {
+            conn.command(&[b"ROLE"]);
+            conn.flush().await?;
+            let role = conn.reply(role, "").await?;
+            endpoint.check_role(&role)?;
+        }
         conn.command(&[b"CLIENT", b"ID"]);
         conn.flush().await?;
         conn.client_id = match conn.reply(simple, "").await? {
@@ -278,6 +284,21 @@ fn length(digits: &[u8]) -> Parsed<Option<usize>> {
         n = n * 10 + (d - b'0') as usize;
     }
     Ok(Some(n))
+}
+
+/// `ROLE`'s first element (`master`, `slave`, `sentinel`); the rest is skipped.
+fn role(c: &mut Cursor) -> Parsed<Vec<u8>> {
+    let n = c
+        .array()?
+        .ok_or_else(|| Fail::Protocol("ROLE replied nil".into()))?;
+    if n == 0 {
+        return Err(Fail::Protocol("ROLE replied an empty array".into()));
+    }
+    let first = c.bulk()?.unwrap_or_default().to_vec();
+    for _ in 1..n {
+        skip(c).map_err(|_| Fail::Protocol("truncated ROLE reply".into()))?;
+    }
+    Ok(first)
 }
 
 /// Skips one whole reply, or says how much more input it needs.

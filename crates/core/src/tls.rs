@@ -20,23 +20,38 @@ pub(crate) struct Tls {
     pub connector: tokio_rustls::TlsConnector,
     /// `servername` when given, else the URL's host.
     pub server_name: ServerName<'static>,
+    /// `servername` was given: it stays for every host (see [`Tls::for_host`]).
+    pinned: bool,
 }
 
 impl Tls {
     pub fn new(opts: &TlsConfig, host: &str) -> Result<Self> {
-        let name = opts.servername.as_deref().unwrap_or(host);
-        // an IPv6 literal comes out of the URL in brackets
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        let server_name = ServerName::try_from(name.to_owned()).map_err(|_| {
-            invalid(format!(
-                "tls.servername (or the url's host) {name:?} is neither a DNS name nor an IP address"
-            ))
-        })?;
         Ok(Self {
             connector: tokio_rustls::TlsConnector::from(Arc::new(client_config(opts)?)),
-            server_name,
+            server_name: server_name(opts.servername.as_deref().unwrap_or(host))?,
+            pinned: opts.servername.is_some(),
         })
     }
+
+    /// The same settings for another host (the master a sentinel named): its own name, unless
+    /// `servername` pins one.
+    pub fn for_host(&self, host: &str) -> Result<Self> {
+        let mut tls = self.clone();
+        if !self.pinned {
+            tls.server_name = server_name(host)?;
+        }
+        Ok(tls)
+    }
+}
+
+fn server_name(name: &str) -> Result<ServerName<'static>> {
+    // an IPv6 literal comes out of the URL in brackets
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(name.to_owned()).map_err(|_| {
+        invalid(format!(
+            "tls.servername (or the url's host) {name:?} is neither a DNS name nor an IP address"
+        ))
+    })
 }
 
 fn invalid(msg: String) -> Error {

@@ -43,6 +43,8 @@ pub struct TestRedis {
     external: Option<String>,
     /// More `redis-server` arguments (TLS ports and files).
     extra: Vec<String>,
+    /// A sentinel: the configuration it starts from (it rewrites the file as it learns).
+    sentinel_conf: Option<String>,
 }
 
 impl TestRedis {
@@ -54,6 +56,24 @@ impl TestRedis {
     /// [`spawn`](Self::spawn) with more arguments, made from the server's directory (which
     /// exists by then and is removed with the server).
     pub fn spawn_with(extra: impl FnOnce(&std::path::Path) -> Vec<String>) -> Self {
+        Self::spawn_in(extra, None)
+    }
+
+    /// A Redis Sentinel monitoring `master_name` at `master_port` with this quorum, quick to
+    /// fail over: the master is down after 1 s without an answer.
+    pub fn spawn_sentinel(master_name: &str, master_port: u16, quorum: u32) -> Self {
+        let conf = format!(
+            "sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}\n\
+             sentinel down-after-milliseconds {master_name} 1000\n\
+             sentinel failover-timeout {master_name} 5000\n"
+        );
+        Self::spawn_in(|_| Vec::new(), Some(conf))
+    }
+
+    fn spawn_in(
+        extra: impl FnOnce(&std::path::Path) -> Vec<String>,
+        sentinel_conf: Option<String>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("holdfast-core-test-{}", unique_suffix()));
         fs::create_dir_all(&dir).expect("create redis test dir");
         let log = dir.join("redis.log");
@@ -65,6 +85,7 @@ impl TestRedis {
             child: None,
             external: None,
             extra,
+            sentinel_conf,
         };
         let mut last_err = String::new();
         for _ in 0..START_TRIES {
@@ -99,6 +120,7 @@ impl TestRedis {
                     child: None,
                     external: Some(url),
                     extra: Vec::new(),
+                    sentinel_conf: None,
                 }
             }
             _ => Self::spawn(),
@@ -199,7 +221,15 @@ impl TestRedis {
             .map_err(|e| format!("open {}: {e}", self.log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(conf) = &self.sentinel_conf {
+            let path = self.dir.join("sentinel.conf");
+            if !path.exists() {
+                fs::write(&path, conf).map_err(|e| format!("write {}: {e}", path.display()))?;
+            }
+            cmd.arg(path).arg("--sentinel");
+        }
+        let child = cmd
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1"])
