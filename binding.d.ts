@@ -17,6 +17,8 @@ export declare class NativeQueue {
    * `options`, when given, run parallel to `payloads` (null where a job has none).
    */
   add(payloads: Array<string>, options?: AddColumns | undefined | null): Promise<Array<string>>
+  /** Server settings that lose jobs or defeat an option, as `{ code, message }`. */
+  serverWarnings(): Promise<Array<ServerWarning>>
   stats(): Promise<QueueStats>
   /** Stops fetching in every worker of this queue, in every process. */
   pause(): Promise<void>
@@ -200,6 +202,13 @@ export interface SentinelOptions {
   masterName: string
   /** Sentinels, asked in order: `host[:port]` (26379 by default) or `redis[s]://` urls. */
   nodes: Array<string>
+}
+
+/** A server setting that loses jobs or defeats an option. */
+export interface ServerWarning {
+  /** `HOLDFAST_EVICTION` or `HOLDFAST_NO_AOF`. */
+  code: string
+  message: string
 }
 
 /** TLS settings; `lib/holdfast.js` turns PEM strings and arrays into one Buffer each. */

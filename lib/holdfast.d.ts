@@ -249,6 +249,22 @@ export declare class HoldfastError extends Error {
   readonly code: HoldfastErrorCode
 }
 
+/**
+ * A server setting that loses jobs or defeats an option, found once at the queue's first use:
+ * `HOLDFAST_EVICTION` (an evicting `maxmemory-policy`) or `HOLDFAST_NO_AOF` (`durable.fsync`
+ * with `appendonly no`). Emitted as `warning` on the queue and its workers, or through
+ * `process.emitWarning` when none of them listens.
+ */
+export interface HoldfastWarning extends Error {
+  readonly name: 'HoldfastWarning'
+  readonly code: 'HOLDFAST_EVICTION' | 'HOLDFAST_NO_AOF'
+}
+
+/** The events of a ReliableQueue and their listeners' arguments. */
+export interface QueueEvents {
+  warning: (warning: HoldfastWarning) => void
+}
+
 /** The events of a Worker and their listeners' arguments. */
 export interface WorkerEvents<T> {
   /** The handler resolved. */
@@ -263,6 +279,8 @@ export interface WorkerEvents<T> {
   dead: (jobId: string, reason: string) => void
   /** A Redis or connection problem; the worker backs off, reconnects and keeps going. */
   error: (error: HoldfastError) => void
+  /** A server setting that loses jobs (see `HoldfastWarning`), once per queue. */
+  warning: (warning: HoldfastWarning) => void
 }
 
 /** A worker: a Node EventEmitter (typed here without @types/node) running one handler. */
@@ -313,6 +331,14 @@ export interface CloseResult {
 export declare class ReliableQueue<T extends Payload<T> = any> {
   constructor(name: string, options?: QueueOptions)
   readonly name: string
+  /** A Node EventEmitter (typed here without @types/node): its one event is `warning`. */
+  on<E extends keyof QueueEvents>(event: E, listener: QueueEvents[E]): this
+  once<E extends keyof QueueEvents>(event: E, listener: QueueEvents[E]): this
+  off<E extends keyof QueueEvents>(event: E, listener: QueueEvents[E]): this
+  addListener<E extends keyof QueueEvents>(event: E, listener: QueueEvents[E]): this
+  removeListener<E extends keyof QueueEvents>(event: E, listener: QueueEvents[E]): this
+  removeAllListeners(event?: keyof QueueEvents): this
+  listenerCount(event: keyof QueueEvents): number
   add(data: T, options?: JobOptions): Promise<string>
   addBulk(items: readonly T[], options?: BulkOptions): Promise<string[]>
   /**

@@ -183,12 +183,13 @@ function tlsOptions(value) {
   }
 }
 
-class ReliableQueue {
+class ReliableQueue extends EventEmitter {
   /**
    * @param {string} name
    * @param {import('./holdfast').QueueOptions} [options]
    */
   constructor(name, options) {
+    super()
     if (typeof name !== 'string') throw invalidArgument('queue name must be a string')
     const opts = checkOptions('queue options', options)
     for (const key of ['url', 'mode', 'prefix', 'listKey']) {
@@ -231,7 +232,40 @@ class ReliableQueue {
     this._maxPayloadBytes = this._native.maxPayloadBytes
     this._batch = null
     this._closed = false
+    this._checked = false
     this.dead = new DeadLetters(this)
+  }
+
+  /**
+   * Once, at first use: server settings that lose jobs or defeat an option (an evicting
+   * maxmemory-policy, durable.fsync without AOF) become a 'warning' event on the queue and its
+   * workers in this process, or a process warning when none of them listens. Tried again at
+   * the next use if Redis did not answer.
+   */
+  _checkServer() {
+    if (this._checked || this._closed) return
+    this._checked = true
+    this._native.serverWarnings().then(
+      (warnings) => {
+        for (const { code, message } of warnings) this._warn(Object.assign(new Error(message), { name: 'HoldfastWarning', code }))
+      },
+      () => {
+        this._checked = false
+      },
+    )
+  }
+
+  _warn(warning) {
+    const workers = this._localWorkers().filter((w) => w._queue === this && w.listenerCount('warning') > 0)
+    if (this.listenerCount('warning') === 0 && workers.length === 0) return process.emitWarning(warning)
+    if (this.listenerCount('warning') > 0) {
+      try {
+        this.emit('warning', warning)
+      } catch (err) {
+        process.nextTick(() => { throw err }) // as a throwing listener of any emitter
+      }
+    }
+    for (const w of workers) w._emit('warning', warning)
   }
 
   /** Adds one job. Calls made in the same tick share one atomic round trip. */
@@ -262,6 +296,7 @@ class ReliableQueue {
   _flushAdds(batch) {
     if (this._batch !== batch) return // already sent
     this._batch = null
+    this._checkServer()
     const { payloads, waiters } = batch
     this._native.add(payloads, columns(payloads.length, (i) => batch.options[i])).then(
       (ids) => {
@@ -306,6 +341,7 @@ class ReliableQueue {
   /** Runs a native async call on an open queue, with its error moved to a coded one. */
   _call(fn) {
     if (this._closed) return Promise.reject(closedError('queue'))
+    this._checkServer()
     return fn(this._native).catch((e) => {
       throw fromNative(e)
     })
@@ -333,7 +369,9 @@ class ReliableQueue {
   /** Starts a worker in this process that runs `handler` for each job. */
   process(handler, options) {
     if (this._closed) throw closedError('queue')
-    return new Worker(this, handler, options)
+    const worker = new Worker(this, handler, options)
+    this._checkServer()
+    return worker
   }
 
   /** Counts: waiting, active, delayed, dead, workers, and whether the queue is paused. */

@@ -105,6 +105,14 @@ impl From<&TlsOptions> for core::TlsConfig {
     }
 }
 
+/// A server setting that loses jobs or defeats an option.
+#[napi(object)]
+pub struct ServerWarning {
+    /// `HOLDFAST_EVICTION` or `HOLDFAST_NO_AOF`.
+    pub code: String,
+    pub message: String,
+}
+
 /// Redis Sentinel: the master's name and the sentinels to ask for it.
 #[napi(object)]
 pub struct SentinelOptions {
@@ -510,6 +518,19 @@ impl NativeQueue {
             });
         }
         self.inner.add(jobs).await.map_err(to_js_error)
+    }
+
+    /// Server settings that lose jobs or defeat an option, as `{ code, message }`.
+    #[napi]
+    pub async fn server_warnings(&self) -> Result<Vec<ServerWarning>> {
+        let warnings = self.inner.server_warnings().await.map_err(to_js_error)?;
+        Ok(warnings
+            .into_iter()
+            .map(|w| ServerWarning {
+                code: w.code.to_owned(),
+                message: w.message,
+            })
+            .collect())
     }
 
     #[napi]

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     url: 'rediss://redis.example.com:6380',
     tls: { ca: [Buffer.from('-----BEGIN CERTIFICATE-----'), 'pem'], servername: 'redis.example.com' },
   })
-  new ReliableQueue<Email>('email', { tls: true })
+  new ReliableQueue<Email>('email', { tls: true }).on('warning', (w) => console.log(w.code === 'HOLDFAST_EVICTION', w.message))
   new ReliableQueue<Email>('email', { sentinel: { masterName: 'mymaster', nodes: ['10.0.0.1:26379', 'redis://:pw@10.0.0.2:26379'] } })
   // @ts-expect-error sentinel.nodes is an array
   new ReliableQueue<Email>('email', { sentinel: { masterName: 'mymaster', nodes: '10.0.0.1:26379' } })

@@ -26,6 +26,7 @@ mod queue;
 mod resp;
 mod runtime;
 mod scripts;
+mod server;
 mod tls;
 mod util;
 
@@ -38,3 +39,4 @@ pub use error::{Error, Result};
 pub use job::{DeadJob, Job, NewJob, Stats};
 pub use queue::{Queue, MAX_JOB_ID_LEN};
 pub use runtime::{CloseReport, Dispatch, Outcome, Worker, WorkerEvent};
+pub use server::ServerWarning;

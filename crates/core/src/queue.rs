@@ -107,6 +107,13 @@ impl Queue {
         self.protocol.common().dead_purge().await
     }
 
+    /// Server settings that lose jobs or defeat an option (an evicting `maxmemory-policy`,
+    /// `durable.fsync` without AOF), read from `INFO`; none when the ACL user lacks `+info`.
+    pub async fn server_warnings(&self) -> Result<Vec<crate::ServerWarning>> {
+        self.check_open()?;
+        crate::server::warnings(&self.protocol.common().conn, &self.cfg).await
+    }
+
     pub async fn stats(&self) -> Result<Stats> {
         self.check_open()?;
         self.protocol.stats().await
