@@ -209,7 +209,7 @@ class ReliableQueue extends EventEmitter {
       if (durable.fsync !== undefined && typeof durable.fsync !== 'boolean') throw invalidArgument('durable.fsync must be a boolean')
     }
     // unset: the core's default (redis://127.0.0.1:6379)
-    const url = opts.url ?? process.env.REDIS_URL
+    const url = opts.url ?? (process.env.REDIS_URL || undefined) // an empty REDIS_URL is unset
     try {
       this._native = new native.NativeQueue(name, {
         url,
