@@ -18,29 +18,7 @@ async fn master_and_replica() -> (TestRedis, TestRedis) {
     let master = TestRedis::spawn_with(|_| vec!["--repl-diskless-sync-delay".into(), "0".into()]);
     let port = master.port().to_string();
     let replica = TestRedis::spawn_with(|_| vec!["--replicaof".into(), "127.0.0.1".into(), port]);
-    let conn = redis_conn(&master.url()).await;
-    eventually(DEADLINE, "the replica acks the master's writes", || {
-        let mut conn = conn.clone();
-        async move {
-            // a write first: WAIT on a connection that wrote nothing answers before the
-            // replica streams (its first ack may come only with its once-a-second cron)
-            let (_, acked): ((), i64) = redis::pipe()
-                .cmd("SET")
-                .arg("holdfast-test-probe")
-                .arg(1)
-                .cmd("WAIT")
-                .arg(1)
-                .arg(100)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            match acked {
-                1 => Ok(()),
-                n => Err(format!("WAIT 1 100 answered {n}")),
-            }
-        }
-    })
-    .await;
+    wait_replicas_ack(&master.url(), 1).await;
     (master, replica)
 }
 

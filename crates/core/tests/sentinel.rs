@@ -38,24 +38,7 @@ async fn group() -> (TestRedis, TestRedis, Vec<TestRedis>) {
         args.extend(["--replicaof".into(), "127.0.0.1".into(), port]);
         args
     });
-    let conn = redis_conn(&master.url()).await;
-    eventually(DEADLINE, "the replica acks", || {
-        let mut conn = conn.clone();
-        async move {
-            let (_, acked): ((), i64) = redis::pipe()
-                .cmd("SET")
-                .arg("holdfast-test-probe")
-                .arg(1)
-                .cmd("WAIT")
-                .arg(1)
-                .arg(100)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            (acked == 1).then_some(()).ok_or(format!("WAIT: {acked}"))
-        }
-    })
-    .await;
+    wait_replicas_ack(&master.url(), 1).await;
     let sentinels: Vec<_> = (0..3)
         .map(|_| TestRedis::spawn_sentinel(MASTER, master.port(), 2))
         .collect();

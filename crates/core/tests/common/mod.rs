@@ -572,6 +572,33 @@ where
     }
 }
 
+/// Waits until `replicas` replicas of the master at `url` ack its writes. A write first: WAIT
+/// on a connection that wrote nothing answers before the replica streams (whose first ack may
+/// come only with its once-a-second cron).
+pub async fn wait_replicas_ack(url: &str, replicas: i64) {
+    let conn = redis_conn(url).await;
+    eventually(Duration::from_secs(20), "the replicas ack", || {
+        let mut conn = conn.clone();
+        async move {
+            let (_, acked): ((), i64) = redis::pipe()
+                .cmd("SET")
+                .arg("holdfast-test-probe")
+                .arg(1)
+                .cmd("WAIT")
+                .arg(replicas)
+                .arg(100)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            match acked >= replicas {
+                true => Ok(()),
+                false => Err(format!("WAIT {replicas} 100 answered {acked}")),
+            }
+        }
+    })
+    .await;
+}
+
 /// A plain connection for inspecting keys directly.
 pub async fn redis_conn(url: &str) -> MultiplexedConnection {
     redis::Client::open(url)
