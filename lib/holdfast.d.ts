@@ -91,6 +91,14 @@ export interface QueueOptions {
    */
   sentinel?: SentinelOptions
   /**
+   * Redis Cluster seed nodes: `'host:port'` (port 6379 when omitted) or `redis[s]://` urls. A
+   * queue's keys share its hash tag, so it lives in one slot; every connection goes to the
+   * master that owns it (asked with `CLUSTER SLOTS`), follows `MOVED` / `ASK` while the slot
+   * moves, and finds the new master after a failover. `url` then gives only the user, password
+   * and scheme; `tls` and credentials apply to every node.
+   */
+  cluster?: string[]
+  /**
    * `add` and `addBulk` resolve only once Redis confirms the jobs are on `replicas` replicas
    * (`WAIT`) and / or fsynced to the master's append-only file (`fsync`, `WAITAOF`: Redis 7.2+
    * or Valkey, with `appendonly yes`), within `timeoutMs` (default 2000); else they reject with

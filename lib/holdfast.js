@@ -152,7 +152,6 @@ function pem(name, value) {
   return Buffer.concat(parts.flatMap((p) => [Buffer.from(p), Buffer.from('\n')]))
 }
 
-/** The `tls` option: `true` or an object of node:tls-style settings; undefined leaves TLS to the url. */
 function sentinelOptions(value) {
   if (value === undefined) return undefined
   const { masterName, nodes } = checkOptions('sentinel', value)
@@ -165,6 +164,15 @@ function sentinelOptions(value) {
   return { masterName, nodes }
 }
 
+function clusterOptions(value) {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || value.length === 0 || !value.every((n) => typeof n === 'string' && n !== '')) {
+    throw invalidArgument("cluster must be a non-empty array of seed nodes: 'host:port' strings or redis[s]:// urls")
+  }
+  return value
+}
+
+/** The `tls` option: `true` or an object of node:tls-style settings; undefined leaves TLS to the url. */
 function tlsOptions(value) {
   if (value === undefined || value === false) return undefined
   const tls = checkOptions('tls', value === true ? {} : value)
@@ -202,6 +210,7 @@ class ReliableQueue extends EventEmitter {
     checkNumber('deadLetter.maxAgeMs', deadLetter.maxAgeMs)
     const tls = tlsOptions(opts.tls)
     const sentinel = sentinelOptions(opts.sentinel)
+    const cluster = clusterOptions(opts.cluster)
     const durable = opts.durable === undefined ? undefined : checkOptions('durable', opts.durable)
     if (durable) {
       checkNumber('durable.replicas', durable.replicas)
@@ -215,6 +224,7 @@ class ReliableQueue extends EventEmitter {
         url,
         tls,
         sentinel,
+        cluster,
         durable,
         mode: opts.mode,
         prefix: opts.prefix,

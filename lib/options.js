@@ -5,7 +5,7 @@
 const { invalidArgument } = require('./errors.js')
 
 const KEYS = {
-  'queue options': ['url', 'tls', 'sentinel', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  'queue options': ['url', 'tls', 'sentinel', 'cluster', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
   durable: ['replicas', 'fsync', 'timeoutMs'],
   sentinel: ['masterName', 'nodes'],
   tls: ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'],

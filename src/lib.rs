@@ -62,6 +62,9 @@ pub struct QueueOptions {
     pub durable: Option<DurableOptions>,
     /// Find the master through Redis Sentinel (`url` then gives only credentials and database).
     pub sentinel: Option<SentinelOptions>,
+    /// Redis Cluster seed nodes (`host[:port]` or `redis[s]://` urls; `url` then gives only
+    /// credentials and scheme).
+    pub cluster: Option<Vec<String>>,
     /// `'stream'` (default) or `'list'`.
     pub mode: Option<String>,
     /// List mode: consume this existing list (filled by other clients with LPUSH).
@@ -177,6 +180,7 @@ impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
                 master_name: s.master_name.clone(),
                 nodes: s.nodes.clone(),
             });
+            cfg.cluster = o.cluster.clone();
             if let Some(max) = positive("maxPayloadBytes", o.max_payload_bytes)? {
                 cfg.max_payload_bytes = max as usize;
             }

@@ -26,6 +26,9 @@ async function main(): Promise<void> {
   new ReliableQueue<Email>('email', { sentinel: { masterName: 'mymaster', nodes: ['10.0.0.1:26379', 'redis://:pw@10.0.0.2:26379'] } })
   // @ts-expect-error sentinel.nodes is an array
   new ReliableQueue<Email>('email', { sentinel: { masterName: 'mymaster', nodes: '10.0.0.1:26379' } })
+  new ReliableQueue<Email>('email', { cluster: ['10.0.0.1:7000', 'rediss://:pw@10.0.0.2:7000'], tls: { ca: 'PEM' } })
+  // @ts-expect-error cluster is an array of seeds
+  new ReliableQueue<Email>('email', { cluster: '10.0.0.1:7000' })
   new ReliableQueue<Email>('email', { durable: { replicas: 1, fsync: true, timeoutMs: 500 } })
   // @ts-expect-error durable.replicas is a number
   new ReliableQueue<Email>('email', { durable: { replicas: '1' } })

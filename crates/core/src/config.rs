@@ -55,6 +55,9 @@ pub struct QueueConfig {
     /// Find the master through Redis Sentinel; `url` then gives only its credentials, database
     /// and scheme.
     pub sentinel: Option<SentinelConfig>,
+    /// Redis Cluster: seed nodes (`host[:port]` or `redis[s]://` URLs). The queue lives in the
+    /// slot of its hash tag; `url` then gives only credentials and scheme.
+    pub cluster: Option<Vec<String>>,
 }
 
 /// Redis Sentinel: the master's name and the sentinels to ask where it is.
@@ -143,6 +146,7 @@ impl QueueConfig {
             tls: None,
             durable: None,
             sentinel: None,
+            cluster: None,
         }
     }
 
@@ -179,6 +183,30 @@ impl QueueConfig {
                 return Err(Error::InvalidArgument(
                     "durable.timeoutMs must be between 1 and 3600000".into(),
                 ));
+            }
+        }
+        if let Some(seeds) = &self.cluster {
+            if seeds.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "cluster must list at least one seed node (host:port or a redis[s]:// url)"
+                        .into(),
+                ));
+            }
+            if self.sentinel.is_some() {
+                return Err(Error::InvalidArgument(
+                    "cluster and sentinel exclude each other: a Redis Cluster fails over by itself"
+                        .into(),
+                ));
+            }
+            if let Some(key) = &self.list_key {
+                let want = crate::keys::queue_slot(&self.prefix, &self.name);
+                if crate::keys::slot(key.as_bytes()) != want {
+                    return Err(Error::InvalidArgument(format!(
+                        "in a Redis Cluster, listKey {key:?} must hash to the queue's slot {want}: \
+                         give it the queue's hash tag, e.g. \"{{{}}}:{}\"",
+                        self.name, key
+                    )));
+                }
             }
         }
         if self.max_payload_bytes == 0 {

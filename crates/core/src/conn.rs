@@ -20,6 +20,52 @@ use crate::net::Endpoint;
 /// Short commands; a script over a large batch stays well inside it.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request keeps following a cluster's redirects (a slot moving, a failover being
+/// agreed) before it fails with the last one.
+const REDIRECTS: Duration = Duration::from_secs(5);
+
+/// Why a request that no command of ran may be sent again, in a Redis Cluster.
+#[derive(Debug, PartialEq)]
+enum Redirect {
+    Moved(String, u16),
+    Ask(String, u16),
+    /// `TRYAGAIN` (the keys of a multi-key command are split by a migration) or `CLUSTERDOWN`.
+    Later,
+}
+
+impl Redirect {
+    /// A single command's redirect, or a pipeline's when every one of its `commands` got one
+    /// (all of a queue's keys share a slot, so they move together); a transaction aborted by
+    /// redirects ran nothing either.
+    fn of(err: &redis::RedisError, commands: usize) -> Option<Self> {
+        let errors = err.clone().into_server_errors()?;
+        let aborted = err.code() == Some("EXECABORT") || errors.len() >= commands;
+        let first = errors.first().map(|(_, e)| e)?;
+        if !aborted {
+            return None;
+        }
+        let target = || {
+            let addr = first.details()?.split_ascii_whitespace().nth(1)?;
+            let (host, port) = addr.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some((host.to_owned(), port.parse().ok()?))
+        };
+        let same = |code: &str| errors.iter().all(|(_, e)| e.code() == code);
+        match first.code() {
+            "MOVED" if same("MOVED") => target().map(|(h, p)| Redirect::Moved(h, p)),
+            "ASK" if same("ASK") && errors.len() == 1 => target().map(|(h, p)| Redirect::Ask(h, p)),
+            "ASK" | "TRYAGAIN" | "CLUSTERDOWN"
+                if errors.iter().all(|(_, e)| {
+                    matches!(e.code(), "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "MOVED")
+                }) =>
+            {
+                Some(Redirect::Later)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A connection for one blocking loop: its response timeout is the block time plus a margin.
 pub async fn dedicated(endpoint: &Endpoint, block: Duration) -> Result<MultiplexedConnection> {
     let (conn, _alive) = endpoint.multiplexed(block + Duration::from_secs(2)).await?;
@@ -136,23 +182,65 @@ impl Conn {
 
     /// Runs one request. A command that failed on a broken or silent connection may have run,
     /// so it is not retried; the connection is replaced for the next one. `key` names the key
-    /// a WRONGTYPE error is about.
-    async fn run<T, F, Fut>(&self, key: &str, f: F) -> Result<T>
+    /// a WRONGTYPE error is about; `commands` is how many the request sends.
+    ///
+    /// In a Redis Cluster, a request that no command of ran because the slot is elsewhere is
+    /// sent again, for up to [`REDIRECTS`]: after `MOVED` to the new owner, after `ASK` to the
+    /// importing node with `ASKING`, after `TRYAGAIN` / `CLUSTERDOWN` once a moment has passed.
+    async fn run<T, F, Fut>(&self, key: &str, commands: usize, f: F) -> Result<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let live = self.live().await?;
-        if let Some(d) = &self.durable {
-            self.check_fsync(&live, d).await?;
+        let started = Instant::now();
+        let mut ask: Option<(String, u16)> = None;
+        loop {
+            let live = self.live().await?;
+            if let Some(d) = &self.durable {
+                self.check_fsync(&live, d).await?;
+            }
+            let conn = match ask.take() {
+                None => live.conn.clone(),
+                Some((host, port)) => self.asking(&host, port).await?,
+            };
+            let err = match f(conn.clone()).await {
+                Ok(out) => {
+                    if let Some(d) = &self.durable {
+                        self.confirm(&live, conn, d).await?;
+                    }
+                    return Ok(out);
+                }
+                Err(e) => e,
+            };
+            let redirect = match self.endpoint.is_cluster() && started.elapsed() < REDIRECTS {
+                true => Redirect::of(&err, commands),
+                false => None,
+            };
+            match redirect {
+                None => return Err(self.failed(&live, err, key)),
+                Some(Redirect::Moved(host, port)) => {
+                    self.endpoint.moved(&host, port);
+                    self.forget(live.generation);
+                }
+                Some(Redirect::Ask(host, port)) => ask = Some((host, port)),
+                Some(Redirect::Later) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
-        let out = f(live.conn.clone())
+    }
+
+    /// A connection of its own to the node an `ASK` named, with `ASKING` sent: the next
+    /// command may touch the importing slot there.
+    async fn asking(&self, host: &str, port: u16) -> Result<MultiplexedConnection> {
+        let (mut conn, _alive) = self
+            .endpoint
+            .at(host, port)?
+            .multiplexed(self.response_timeout)
+            .await?;
+        redis::cmd("ASKING")
+            .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| self.failed(&live, e, key))?;
-        if let Some(d) = &self.durable {
-            self.confirm(&live, d).await?;
-        }
-        Ok(out)
+            .map_err(|e| Error::from_redis(e, ""))?;
+        Ok(conn)
     }
 
     fn failed(&self, live: &Live, e: redis::RedisError, key: &str) -> Error {
@@ -193,9 +281,13 @@ impl Conn {
 
     /// WAIT / WAITAOF after a command that went through: the job is in Redis whatever happens
     /// here, so every failure says so.
-    async fn confirm(&self, live: &Live, d: &Durable) -> Result<()> {
+    async fn confirm(
+        &self,
+        live: &Live,
+        mut conn: MultiplexedConnection,
+        d: &Durable,
+    ) -> Result<()> {
         let ms = d.timeout.as_millis() as u64;
-        let mut conn = live.conn.clone();
         let (cmd, what) = match d.fsync {
             true => (
                 redis::cmd("WAITAOF")
@@ -238,13 +330,15 @@ impl Conn {
     }
 
     pub async fn query<T: FromRedisValue>(&self, key: &str, cmd: &redis::Cmd) -> Result<T> {
-        self.run(key, |mut c| async move { cmd.query_async(&mut c).await })
+        self.run(key, 1, |mut c| async move { cmd.query_async(&mut c).await })
             .await
     }
 
     pub async fn pipe<T: FromRedisValue>(&self, key: &str, pipe: &redis::Pipeline) -> Result<T> {
-        self.run(key, |mut c| async move { pipe.query_async(&mut c).await })
-            .await
+        self.run(key, pipe.len(), |mut c| async move {
+            pipe.query_async(&mut c).await
+        })
+        .await
     }
 
     /// EVALSHA, loading the script on NOSCRIPT (after a Redis restart or failover).
@@ -253,7 +347,11 @@ impl Conn {
         key: &str,
         call: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        self.run(key, |mut c| async move { call.invoke_async(&mut c).await })
-            .await
+        self.run(
+            key,
+            1,
+            |mut c| async move { call.invoke_async(&mut c).await },
+        )
+        .await
     }
 }

@@ -110,6 +110,11 @@ impl Error {
                 key: key.to_owned(),
             },
             "LOADING" => Error::Connection(message),
+            // a Redis Cluster's slot is elsewhere (or moving): a blocking loop reconnects to the
+            // owner; a short command has followed redirects for a while already
+            "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" => Error::Connection(format!(
+                "{message} (a Redis Cluster redirect: without the cluster option holdfast cannot follow it; with it, the slot is moving or failing over)"
+            )),
             "NOAUTH" | "WRONGPASS" => Error::Auth(message),
             // from the inner code on: Redis 6 wraps a script's refusal in the script's name
             "OOM" => Error::RedisFull(match message.find("OOM ") {

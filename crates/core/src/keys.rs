@@ -83,9 +83,61 @@ impl ListKeys {
     }
 }
 
+/// Redis Cluster slots.
+pub const SLOTS: u16 = 16384;
+
+/// The Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the part between the first `{`
+/// and the next `}`, when not empty) or of the whole key, modulo 16384.
+pub fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter()
+            .position(|&b| b == b'}')
+            .filter(|&len| len > 0)
+            .map(|len| &rest[..len])
+    });
+    crc16(tagged.unwrap_or(key)) % SLOTS
+}
+
+/// The slot every key of a queue hashes to.
+pub fn queue_slot(prefix: &str, name: &str) -> u16 {
+    slot(key(prefix, name, "meta").as_bytes())
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_follow_the_cluster_spec() {
+        // the spec's check value, and slots CLUSTER KEYSLOT gives (tests/cluster.rs asks a
+        // real node too)
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}")); // empty tag: whole key
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+        assert_eq!(
+            queue_slot("holdfast", "email"),
+            slot(b"holdfast:{email}:stream")
+        );
+    }
 
     #[test]
     fn keys_share_one_hash_tag() {

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -14,7 +14,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConn
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::{SentinelConfig, TlsConfig};
+use crate::config::{QueueConfig, SentinelConfig, TlsConfig};
 use crate::error::{redact, Error, Result};
 use crate::tls::{self, Tls};
 
@@ -41,6 +41,21 @@ enum Addr {
     Unix(std::path::PathBuf),
     /// The master the sentinels name, asked anew on every connect.
     Sentinel(Arc<Sentinels>),
+    /// The master that owns one slot of a Redis Cluster, asked anew on every connect.
+    Cluster(Arc<Cluster>),
+}
+
+/// A node's address as `CLUSTER SLOTS` and `MOVED` give it.
+type HostPort = (String, u16);
+
+struct Cluster {
+    slot: u16,
+    seeds: Vec<Endpoint>,
+    /// Nodes the last slot map named, asked before the seeds: a seed list whose nodes were
+    /// replaced still finds the cluster.
+    known: Mutex<Vec<HostPort>>,
+    /// Where the last `MOVED` pointed: tried once by the next connect.
+    moved: Mutex<Option<HostPort>>,
 }
 
 struct Sentinels {
@@ -50,6 +65,20 @@ struct Sentinels {
 
 /// Port of a sentinel given as a bare host.
 const SENTINEL_PORT: u16 = 26379;
+/// Port of a cluster node given as a bare host.
+const REDIS_PORT: u16 = 6379;
+
+/// `host[:port]` (or `[v6]:port`) to a URL; URLs are kept.
+fn node_url(node: &str, default_port: u16) -> String {
+    match node.contains("://") {
+        true => node.to_owned(),
+        // a bare host, or [IPv6], has no port
+        false if !node.contains(':') || node.ends_with(']') => {
+            format!("redis://{node}:{default_port}")
+        }
+        false => format!("redis://{node}"),
+    }
+}
 
 /// One Redis server (or the master of a Sentinel group): its address, TLS, and the settings
 /// sent once connected (user, password, database).
@@ -141,23 +170,15 @@ impl Endpoint {
         let nodes = cfg
             .nodes
             .iter()
-            .map(|node| {
-                let url = match node.contains("://") {
-                    true => node.clone(),
-                    // a bare host, or [IPv6], has no port
-                    false if !node.contains(':') || node.ends_with(']') => {
-                        format!("redis://{node}:{SENTINEL_PORT}")
-                    }
-                    false => format!("redis://{node}"),
-                };
-                match Endpoint::new(&url, tls, None)? {
+            .map(
+                |node| match Endpoint::new(&node_url(node, SENTINEL_PORT), tls, None)? {
                     e @ Endpoint {
                         addr: Addr::Tcp { .. },
                         ..
                     } => Ok(e),
                     _ => Err(bad("nodes must be host:port or redis[s]:// urls")),
-                }
-            })
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             addr: Addr::Sentinel(Arc::new(Sentinels {
@@ -167,6 +188,92 @@ impl Endpoint {
             // the name is the master's, set when it is known (`Tls::for_host`)
             tls: tls.map(|opts| Tls::new(opts, "localhost")).transpose()?,
             redis,
+        })
+    }
+
+    /// The endpoint of a queue: its url, TLS, and Sentinel or Cluster (the master that owns the
+    /// slot of the queue's hash tag).
+    pub fn for_queue(cfg: &QueueConfig) -> Result<Self> {
+        let endpoint = Self::new(&cfg.url, cfg.tls.as_ref(), cfg.sentinel.as_ref())?;
+        let Some(seeds) = &cfg.cluster else {
+            return Ok(endpoint);
+        };
+        let bad = |why: String| Error::InvalidArgument(format!("cluster: {why}"));
+        if !matches!(endpoint.addr, Addr::Tcp { .. }) {
+            return Err(bad(
+                "the url must be redis:// or rediss://, not a unix socket".into(),
+            ));
+        }
+        if endpoint.redis.db() != 0 {
+            return Err(bad(format!(
+                "a Redis Cluster has only database 0; the url asks for {}",
+                endpoint.redis.db()
+            )));
+        }
+        let tls_opts = cfg
+            .tls
+            .clone()
+            .or_else(|| endpoint.tls.as_ref().map(|_| TlsConfig::default()));
+        let seeds = seeds
+            .iter()
+            .map(|node| {
+                let url = node_url(node, REDIS_PORT);
+                let seed = Endpoint::new(&url, tls_opts.as_ref(), None)?;
+                if !matches!(seed.addr, Addr::Tcp { .. }) || seed.redis.db() != 0 {
+                    return Err(bad(format!(
+                        "seed {:?}: expected host:port or a redis[s]://host:port url",
+                        redact(node)
+                    )));
+                }
+                // a bare seed, or one without credentials, uses the url's
+                Ok(
+                    match seed.redis.password().is_some() || node.contains('@') {
+                        true => seed,
+                        false => Endpoint {
+                            redis: endpoint.redis.clone(),
+                            ..seed
+                        },
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            addr: Addr::Cluster(Arc::new(Cluster {
+                slot: crate::keys::queue_slot(&cfg.prefix, &cfg.name),
+                seeds,
+                known: Mutex::default(),
+                moved: Mutex::default(),
+            })),
+            // the name is the owner's, set when it is known (`Tls::for_host`)
+            tls: tls_opts
+                .as_ref()
+                .map(|opts| Tls::new(opts, "localhost"))
+                .transpose()?,
+            redis: endpoint.redis,
+        })
+    }
+
+    /// A Redis Cluster: commands follow its `MOVED` / `ASK` redirects.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.addr, Addr::Cluster(_))
+    }
+
+    /// A `MOVED` reply named the slot's new owner: the next connect goes there first.
+    pub(crate) fn moved(&self, host: &str, port: u16) {
+        if let Addr::Cluster(c) = &self.addr {
+            *c.moved.lock().unwrap_or_else(|e| e.into_inner()) = Some((host.to_owned(), port));
+        }
+    }
+
+    /// The node an `ASK` redirect names, with this endpoint's TLS and credentials.
+    pub(crate) fn at(&self, host: &str, port: u16) -> Result<Endpoint> {
+        Ok(Endpoint {
+            addr: Addr::Tcp {
+                host: host.to_owned(),
+                port,
+            },
+            tls: self.tls.as_ref().map(|t| t.for_host(host)).transpose()?,
+            redis: self.redis.clone(),
         })
     }
 
@@ -196,6 +303,7 @@ impl Endpoint {
             #[cfg(unix)]
             Addr::Unix(path) => path.display().to_string(),
             Addr::Sentinel(s) => format!("the master {:?}", s.master_name),
+            Addr::Cluster(c) => format!("the owner of slot {}", c.slot),
         }
     }
 
@@ -214,6 +322,11 @@ impl Endpoint {
             )),
             Addr::Sentinel(sentinels) => {
                 let (host, port) = sentinels.master().await?;
+                let tls = self.tls.as_ref().map(|t| t.for_host(&host)).transpose()?;
+                dial_tcp(&host, port, tls.as_ref()).await
+            }
+            Addr::Cluster(cluster) => {
+                let (host, port) = cluster.owner(self).await?;
                 let tls = self.tls.as_ref().map(|t| t.for_host(&host)).transpose()?;
                 dial_tcp(&host, port, tls.as_ref()).await
             }
@@ -295,6 +408,107 @@ impl Sentinels {
     }
 }
 
+impl Cluster {
+    /// The master that owns the slot: where the last `MOVED` pointed, else what the first node
+    /// that answers `CLUSTER SLOTS` says (the nodes of the last map, then the seeds). A node
+    /// that has not yet heard of a failover names the old master; the connect then fails and
+    /// the caller's next attempt asks again.
+    async fn owner(&self, endpoint: &Endpoint) -> Result<HostPort> {
+        if let Some(moved) = self.moved.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Ok(moved);
+        }
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut nodes = known
+            .iter()
+            .map(|(host, port)| endpoint.at(host, *port))
+            .collect::<Result<Vec<_>>>()?;
+        nodes.extend(self.seeds.iter().cloned());
+        let mut why = Vec::new();
+        for node in &nodes {
+            match slot_map(node).await {
+                Ok(map) => {
+                    let Addr::Tcp { host, .. } = &node.addr else {
+                        unreachable!("cluster nodes are TCP addresses")
+                    };
+                    let (owner, all) = owner_in(&map, self.slot, host);
+                    if !all.is_empty() {
+                        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = all;
+                    }
+                    match owner {
+                        Some(owner) => return Ok(owner),
+                        None => why.push(format!("{} says no node serves it", node.name())),
+                    }
+                }
+                Err(e) => why.push(format!("{}: {e}", node.name())),
+            }
+        }
+        Err(Error::Connection(format!(
+            "no cluster node named the owner of slot {}: {}",
+            self.slot,
+            why.join("; ")
+        )))
+    }
+}
+
+async fn slot_map(node: &Endpoint) -> Result<redis::Value> {
+    let Addr::Tcp { host, port } = &node.addr else {
+        unreachable!("cluster nodes are TCP addresses (checked in Endpoint::for_queue)")
+    };
+    let io = dial_tcp(host, *port, node.tls.as_ref()).await?;
+    let (mut conn, _alive) = set_up(io, &node.redis, CONNECT_TIMEOUT).await?;
+    redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| Error::from_redis(e, ""))
+}
+
+/// From a `CLUSTER SLOTS` reply (`[[start, end, [host, port, id, ..], replicas..], ..]`): the
+/// master of `slot`, and every node named. An empty host is the node that was asked; `?` is a
+/// node whose address it does not know.
+fn owner_in(map: &redis::Value, slot: u16, asked: &str) -> (Option<HostPort>, Vec<HostPort>) {
+    use redis::Value;
+    let int = |v: &Value| match v {
+        Value::Int(n) => Some(*n),
+        _ => None,
+    };
+    let node = |v: &Value| -> Option<HostPort> {
+        let Value::Array(parts) = v else { return None };
+        let host = match parts.first()? {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+            Value::SimpleString(s) => s.clone(),
+            _ => return None,
+        };
+        let port = u16::try_from(int(parts.get(1)?)?).ok()?;
+        match host.as_str() {
+            "?" => None,
+            "" => Some((asked.to_owned(), port)),
+            _ => Some((host, port)),
+        }
+    };
+    let (mut owner, mut all) = (None, Vec::new());
+    let Value::Array(ranges) = map else {
+        return (None, all);
+    };
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        let (Some(start), Some(end)) = (parts.first().and_then(int), parts.get(1).and_then(int))
+        else {
+            continue;
+        };
+        let nodes: Vec<_> = parts.iter().skip(2).filter_map(node).collect();
+        if (start..=end).contains(&i64::from(slot)) && owner.is_none() {
+            owner = parts.get(2).and_then(node);
+        }
+        for n in nodes {
+            if !all.contains(&n) {
+                all.push(n);
+            }
+        }
+    }
+    (owner, all)
+}
+
 async fn ask_master(sentinel: &Endpoint, name: &str) -> Result<Option<(String, u16)>> {
     let Addr::Tcp { host, port } = &sentinel.addr else {
         unreachable!("sentinels are TCP addresses (checked in Endpoint::sentinel)")
@@ -353,4 +567,53 @@ pub(crate) async fn timed<T>(
 
 pub(crate) fn io_error(e: std::io::Error) -> Error {
     Error::Connection(redact(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.as_bytes().to_vec()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
+    #[test]
+    fn the_owner_is_the_first_node_of_the_slot_range() {
+        let map = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 7000),
+                node("10.0.0.4", 7003),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(10922),
+                node("", 7001),  // the node that was asked
+                node("?", 7004), // an address it does not know
+            ]),
+        ]);
+        let (owner, all) = owner_in(&map, 0, "seed");
+        assert_eq!(owner, Some(("10.0.0.1".into(), 7000)));
+        assert_eq!(owner_in(&map, 5460, "seed").0, owner);
+        assert_eq!(owner_in(&map, 5461, "seed").0, Some(("seed".into(), 7001)));
+        assert_eq!(owner_in(&map, 16000, "seed").0, None);
+        assert_eq!(
+            all,
+            vec![
+                ("10.0.0.1".into(), 7000),
+                ("10.0.0.4".into(), 7003),
+                ("seed".into(), 7001)
+            ]
+        );
+        assert_eq!(node_url("h", 6379), "redis://h:6379");
+        assert_eq!(node_url("[::1]", 6379), "redis://[::1]:6379");
+        assert_eq!(node_url("h:7000", 6379), "redis://h:7000");
+        assert_eq!(node_url("rediss://h:1", 6379), "rediss://h:1");
+    }
 }

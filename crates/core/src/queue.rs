@@ -25,11 +25,7 @@ impl Queue {
     /// Validates the configuration and parses the url. Connects lazily, on first use.
     pub fn new(cfg: QueueConfig) -> Result<Arc<Self>> {
         cfg.validate()?;
-        let conn = Conn::new(Endpoint::new(
-            &cfg.url,
-            cfg.tls.as_ref(),
-            cfg.sentinel.as_ref(),
-        )?);
+        let conn = Conn::new(Endpoint::for_queue(&cfg)?);
         let protocol = Arc::new(AnyProtocol::new(&cfg, conn));
         Ok(Arc::new(Self {
             cfg,

@@ -94,7 +94,7 @@ async fn workers_and_producers_follow_a_failover_and_no_durable_add_is_lost() {
         let queue = queue(&sentinels, mode);
         let (dispatch, mut rx) = channel_dispatch();
         let worker = queue
-            .worker(worker_cfg(Duration::from_secs(2)), dispatch)
+            .worker(worker_cfg(Duration::from_secs(2)), dispatch.clone())
             .expect("worker");
         // Adds one job at a time; a failed add is retried with the same jobId until it resolves.
         let (q, added) = (queue.clone(), added.clone());
@@ -131,7 +131,7 @@ async fn workers_and_producers_follow_a_failover_and_no_durable_add_is_lost() {
                     _ => break,
                 };
                 seen_by_worker.lock().unwrap().insert(job.id.clone());
-                let _ = worker.complete([(job.token, Outcome::Completed)]);
+                dispatch.complete(&worker, [(job.token, Outcome::Completed)]);
             }
             let events = rx.drain_events();
             close(worker).await;
@@ -180,14 +180,18 @@ async fn workers_and_producers_follow_a_failover_and_no_durable_add_is_lost() {
         assert!(missing.is_empty(), "{mode:?}: never delivered: {missing:?}");
         eprintln!("{mode:?}: worker events: {}", errors(&events).len());
     }
-    let role: Vec<redis::Value> = redis::cmd("ROLE")
-        .query_async(&mut redis_conn(&master.url()).await)
-        .await
-        .expect("ROLE");
-    assert_eq!(
-        role.first(),
-        Some(&redis::Value::BulkString(b"slave".to_vec()))
-    );
+    // the sentinels make the old master a replica of the new one (a moment after it is back)
+    eventually(DEADLINE, "the old master is a replica", || async {
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query_async(&mut redis_conn(&master.url()).await)
+            .await
+            .map_err(|e| e.to_string())?;
+        match role.first() {
+            Some(redis::Value::BulkString(r)) if r == b"slave" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,8 @@ use holdfast_core::{Dispatch, Job, Outcome, Queue, QueueConfig, Worker, WorkerEv
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
+pub mod cluster;
+
 /// How long a spawned server may take to answer PING.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 /// Tries with a fresh port when another process took ours between probing and binding.
@@ -440,6 +442,17 @@ pub fn keys_of(queue: &Queue) -> Keys {
 pub struct ChannelDispatch {
     jobs: mpsc::UnboundedSender<Job>,
     events: mpsc::UnboundedSender<WorkerEvent>,
+}
+
+impl ChannelDispatch {
+    /// [`Worker::complete`], then the prefetched jobs it hands back go into the channel, as a
+    /// handler pool would run them next: a test that dropped them would starve its worker
+    /// once prefetch grows (its slots stay taken).
+    pub fn complete(&self, worker: &Worker, results: impl IntoIterator<Item = (u32, Outcome)>) {
+        if let Ok(next) = worker.complete(results) {
+            self.jobs(next);
+        }
+    }
 }
 
 impl Dispatch for ChannelDispatch {
