@@ -170,6 +170,11 @@ export interface QueueOptions {
   durable?: DurableOptions
   /** Find the master through Redis Sentinel (`url` then gives only credentials and database). */
   sentinel?: SentinelOptions
+  /**
+   * Redis Cluster seed nodes (`host[:port]` or `redis[s]://` urls; `url` then gives only
+   * credentials and scheme).
+   */
+  cluster?: Array<string>
   /** `'stream'` (default) or `'list'`. */
   mode?: string
   /** List mode: consume this existing list (filled by other clients with LPUSH). */
