@@ -9,15 +9,7 @@ const path = require('node:path')
 const { createClient } = require('redis')
 const { ReliableQueue } = require('..')
 const { RedisServer } = require('../scripts/redis-server')
-const { uniqueName, waitFor, MODES } = require('./helpers/redis-server')
-
-/** The rules of the README's ACL SETUSER line, after the user name. */
-function documentedRules() {
-  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
-  const m = /<!-- acl -->\s*```\n(ACL SETUSER holdfast [^\n]+)\n```/.exec(readme)
-  assert.ok(m, 'README.md has no ACL block')
-  return m[1].split(' ').slice(3)
-}
+const { uniqueName, waitFor, MODES, documentedAclRules } = require('./helpers/redis-server')
 
 async function setup(t, rules) {
   const server = await RedisServer.start()
@@ -42,7 +34,7 @@ async function denials(admin) {
 }
 
 test('both modes run as an ACL user with exactly the documented rules', async (t) => {
-  const { admin, url } = await setup(t, documentedRules())
+  const { admin, url } = await setup(t, documentedAclRules())
   for (const mode of MODES) {
     const queue = new ReliableQueue(uniqueName('acl'), { url, mode })
     await queue.addBulk([1, 2, 3])
@@ -74,7 +66,7 @@ test('both modes run as an ACL user with exactly the documented rules', async (t
 })
 
 test('one documented rule fewer is refused: the rules above are needed', async (t) => {
-  const { admin, url } = await setup(t, documentedRules().filter((r) => r !== '+xadd'))
+  const { admin, url } = await setup(t, documentedAclRules().filter((r) => r !== '+xadd'))
   const queue = new ReliableQueue(uniqueName('acl-less'), { url })
   await assert.rejects(queue.add(1), { code: 'ERR_HOLDFAST_REDIS', message: /NOPERM/ })
   await queue.close()

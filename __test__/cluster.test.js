@@ -8,7 +8,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { createClient } = require('redis')
 const { ReliableQueue } = require('..')
-const { uniqueName, waitFor, MODES } = require('./helpers/redis-server')
+const { uniqueName, waitFor, MODES, documentedAclRules } = require('./helpers/redis-server')
 const { startCluster } = require('./helpers/cluster')
 
 const opts = (cluster, extra) => ({ url: 'redis://unused.invalid:1', cluster: cluster.seeds, ...extra })
@@ -41,6 +41,36 @@ test('every API works on a cluster queue in both modes', async (t) => {
     assert.deepEqual([stats.waiting, stats.delayed, stats.dead], [0, 0, 1])
     assert.equal(await queue.dead.purge(), 1)
     assert.deepEqual(ran.sort(), [1, 2, 3, 4, 4])
+  }
+})
+
+test('a cluster queue runs as an ACL user with the documented rules and +cluster|slots +asking', async (t) => {
+  const cluster = await startCluster(3, 0)
+  t.after(() => cluster.close())
+  const rules = [...documentedAclRules(), '+cluster|slots', '+asking'].map((r) => (r === '>password' ? '>pw' : r))
+  const admins = []
+  for (const node of cluster.nodes) {
+    const admin = createClient({ url: node.url })
+    admin.on('error', () => {})
+    await admin.connect()
+    await admin.sendCommand(['ACL', 'SETUSER', 'holdfast', ...rules]) // ACLs are per node
+    admins.push(admin)
+  }
+  t.after(() => admins.forEach((a) => a.destroy()))
+  for (const mode of MODES) {
+    const queue = new ReliableQueue(uniqueName('cluster-acl'), opts(cluster, { url: 'redis://holdfast:pw@unused', mode }))
+    await queue.addBulk([1, 2, 3])
+    await queue.add(4, { jobId: 'four', delayMs: 20 })
+    const ran = []
+    const worker = queue.process(async (job) => { ran.push(job.data) })
+    await waitFor(() => ran.length === 4, 30_000, `${mode}: every job to run`)
+    await worker.close()
+    assert.equal((await queue.stats()).waiting, 0)
+    await queue.close()
+  }
+  for (const admin of admins) {
+    const log = await admin.sendCommand(['ACL', 'LOG'])
+    assert.deepEqual(log, [], 'no command was denied')
   }
 })
 

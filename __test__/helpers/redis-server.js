@@ -64,4 +64,12 @@ async function deadLetters(client, name) {
   return (await client.xRange(key(name, 'dead'), '-', '+')).map((e) => ({ ...e.message, a: Number(e.message.a) }))
 }
 
-module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf, deadLetters }
+/** The rules of the README's ACL SETUSER line, after the user name. */
+function documentedAclRules() {
+  const readme = require('node:fs').readFileSync(require('node:path').join(__dirname, '..', '..', 'README.md'), 'utf8')
+  const m = /<!-- acl -->\s*```\n(ACL SETUSER holdfast [^\n]+)\n```/.exec(readme)
+  if (!m) throw new Error('README.md has no ACL block')
+  return m[1].split(' ').slice(3)
+}
+
+module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf, deadLetters, documentedAclRules }
