@@ -10,7 +10,7 @@
 // Throughput rows: addBulk (N jobs in batches of 1000) and drain (N jobs, concurrency 100), in
 // stream and list mode. Durable rows: adds one at a time (each awaited) and addBulk.
 //
-//   node benchmark/deployments.js           # N=50000; BENCH_SERIAL_N=1000 single adds
+//   npm run bench:deployments               # release build, N=50000; BENCH_SERIAL_N=1000 single adds
 //   BENCH_N=500 BENCH_SERIAL_N=20 node benchmark/deployments.js   # smoke run
 const { execFileSync } = require('node:child_process')
 const os = require('node:os')
