@@ -8,7 +8,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { createClient } = require('redis')
 const { ReliableQueue } = require('..')
-const { uniqueName, waitFor, MODES, documentedAclRules } = require('./helpers/redis-server')
+const { uniqueName, waitFor, MODES, documentedAclRules, failoverRun } = require('./helpers/redis-server')
 const { startCluster } = require('./helpers/cluster')
 
 const opts = (cluster, extra) => ({ url: 'redis://unused.invalid:1', cluster: cluster.seeds, ...extra })
@@ -86,27 +86,7 @@ test('workers and producers follow a cluster failover in both modes; every durab
     while (await cluster.ownerOf(`holdfast:{${name}}:meta`) !== cluster.nodes[0].port)
     const queue = new ReliableQueue(name, opts(cluster, { mode, durable: { replicas: 1, timeoutMs: 500 } }))
     t.after(() => queue.close())
-    const seen = new Set()
-    const worker = queue.process(async (job) => { seen.add(job.id) }, { visibilityTimeoutMs: 2000 })
-    worker.on('error', () => {}) // connection errors while the master is gone
-    const run = { mode, seen, worker, added: 0, refused: {} }
-    run.producer = (async () => {
-      for (let i = 0; i < N; i++) {
-        for (;;) {
-          try {
-            await queue.add({ i }, { jobId: `${mode}-${i}` })
-            break
-          } catch (err) {
-            assert.ok(['ERR_HOLDFAST_CONNECTION', 'ERR_HOLDFAST_NOT_DURABLE'].includes(err.code), err)
-            run.refused[err.code] = (run.refused[err.code] ?? 0) + 1
-            await new Promise((r) => setTimeout(r, 50))
-          }
-        }
-        run.added++
-        await new Promise((r) => setTimeout(r, 5))
-      }
-    })()
-    runs.push(run)
+    runs.push(failoverRun(queue, mode, N))
   }
 
   await waitFor(() => runs.every((r) => r.added >= N / 2), 60_000, 'half the adds')

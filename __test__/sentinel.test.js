@@ -7,7 +7,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { createClient } = require('redis')
 const { ReliableQueue } = require('..')
-const { RedisServer, uniqueName, waitFor, MODES } = require('./helpers/redis-server')
+const { RedisServer, uniqueName, waitFor, MODES, failoverRun } = require('./helpers/redis-server')
 
 const MASTER = 'holdfast-js-test'
 
@@ -54,27 +54,7 @@ test('workers and producers follow a Sentinel failover in both modes; every dura
       mode,
     })
     t.after(() => queue.close())
-    const seen = new Set()
-    const worker = queue.process(async (job) => { seen.add(job.id) }, { visibilityTimeoutMs: 2000 })
-    worker.on('error', () => {}) // connection errors while the master is gone
-    const run = { mode, seen, worker, added: 0, refused: {} }
-    run.producer = (async () => {
-      for (let i = 0; i < N; i++) {
-        for (;;) {
-          try {
-            await queue.add({ i }, { jobId: `${mode}-${i}` })
-            break
-          } catch (err) {
-            assert.ok(['ERR_HOLDFAST_CONNECTION', 'ERR_HOLDFAST_NOT_DURABLE'].includes(err.code), err)
-            run.refused[err.code] = (run.refused[err.code] ?? 0) + 1
-            await new Promise((r) => setTimeout(r, 50))
-          }
-        }
-        run.added++
-        await new Promise((r) => setTimeout(r, 5))
-      }
-    })()
-    return run
+    return failoverRun(queue, mode, N)
   })
 
   await waitFor(() => runs.every((r) => r.added >= N / 2), 30_000, 'half the adds')

@@ -2,6 +2,7 @@
 // Test-side Redis: a throwaway server per test file (killed when done, so tests can stop and
 // restart it on purpose), or REDIS_URL for tests that don't restart Redis. Never the shared
 // 6379 service.
+const assert = require('node:assert/strict')
 const { createClient } = require('redis')
 const { RedisServer, freePort } = require('../../scripts/redis-server')
 
@@ -72,4 +73,34 @@ function documentedAclRules() {
   return m[1].split(' ').slice(3)
 }
 
-module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf, deadLetters, documentedAclRules }
+/**
+ * A failover run on `queue`: a worker that records the ids it runs, and a producer that adds `n`
+ * jobs one at a time with jobIds `<mode>-<i>`, retrying a failed add (only a connection or
+ * not-durable error: anything else fails the test) with the same jobId until it resolves.
+ * Returns { mode, seen, worker, added, refused, producer } (`producer` settles when all are in).
+ */
+function failoverRun(queue, mode, n) {
+  const seen = new Set()
+  const worker = queue.process(async (job) => { seen.add(job.id) }, { visibilityTimeoutMs: 2000 })
+  worker.on('error', () => {}) // connection errors while the master is gone
+  const run = { mode, seen, worker, added: 0, refused: {} }
+  run.producer = (async () => {
+    for (let i = 0; i < n; i++) {
+      for (;;) {
+        try {
+          await queue.add({ i }, { jobId: `${mode}-${i}` })
+          break
+        } catch (err) {
+          assert.ok(['ERR_HOLDFAST_CONNECTION', 'ERR_HOLDFAST_NOT_DURABLE'].includes(err.code), err)
+          run.refused[err.code] = (run.refused[err.code] ?? 0) + 1
+          await new Promise((r) => setTimeout(r, 50))
+        }
+      }
+      run.added++
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  })()
+  return run
+}
+
+module.exports = { RedisServer, useRedis, uniqueName, waitFor, freePort, MODES, key, keysOf, deadLetters, documentedAclRules, failoverRun }

@@ -92,51 +92,13 @@ async fn workers_and_producers_follow_a_failover_and_no_durable_add_is_lost() {
     let mut consumers = Vec::new();
     for mode in MODES {
         let queue = queue(&sentinels, mode);
-        let (dispatch, mut rx) = channel_dispatch();
-        let worker = queue
-            .worker(worker_cfg(Duration::from_secs(2)), dispatch.clone())
-            .expect("worker");
-        // Adds one job at a time; a failed add is retried with the same jobId until it resolves.
-        let (q, added) = (queue.clone(), added.clone());
-        producers.push(tokio::spawn(async move {
-            let mut refused = Vec::new();
-            for i in 0..N {
-                loop {
-                    let mut job = NewJob::new(format!("{i}"));
-                    job.job_id = Some(format!("{mode:?}-{i}"));
-                    match q.add(vec![job]).await {
-                        Ok(_) => break,
-                        Err(e) => {
-                            assert!(
-                                matches!(e, Error::Connection(_) | Error::NotDurable(_)),
-                                "an add failed otherwise: {e:?}"
-                            );
-                            refused.push(e.code());
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-                added.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            refused
-        }));
-        let seen = Arc::new(Mutex::new(HashSet::new()));
-        let seen_by_worker = seen.clone();
-        consumers.push(tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + DEADLINE * 2;
-            while seen_by_worker.lock().unwrap().len() < N {
-                let job = match tokio::time::timeout_at(deadline, rx.jobs.recv()).await {
-                    Ok(Some(job)) => job,
-                    _ => break,
-                };
-                seen_by_worker.lock().unwrap().insert(job.id.clone());
-                dispatch.complete(&worker, [(job.token, Outcome::Completed)]);
-            }
-            let events = rx.drain_events();
-            close(worker).await;
-            (seen, events)
-        }));
+        producers.push(spawn_retrying_producer(
+            queue.clone(),
+            mode,
+            N,
+            added.clone(),
+        ));
+        consumers.push(spawn_collecting_worker(&queue, N, DEADLINE * 2));
     }
 
     eventually(DEADLINE, "half of the adds resolved", || async {
@@ -160,19 +122,10 @@ async fn workers_and_producers_follow_a_failover_and_no_durable_add_is_lost() {
     master.restart();
 
     for producer in producers {
-        let refused = tokio::time::timeout(DEADLINE * 2, producer)
-            .await
-            .expect("the producer finished")
-            .expect("producer task");
-        let mut by_code = std::collections::BTreeMap::new();
-        for code in refused {
-            *by_code.entry(code).or_insert(0) += 1;
-        }
-        eprintln!("adds refused (then retried) during the failover: {by_code:?}");
+        report_refusals(producer, DEADLINE * 2).await;
     }
     for (mode, consumer) in MODES.into_iter().zip(consumers) {
         let (seen, events) = consumer.await.expect("consumer task");
-        let seen = seen.lock().unwrap();
         let missing: Vec<_> = (0..N)
             .map(|i| format!("{mode:?}-{i}"))
             .filter(|id| !seen.contains(id))

@@ -553,6 +553,101 @@ pub fn complete_all(worker: &Worker, jobs: &[Job]) {
         .expect("complete");
 }
 
+// ------------------------------------------------------------------------------------------
+// Failover runs (Sentinel, Cluster)
+// ------------------------------------------------------------------------------------------
+
+/// Adds `n` jobs to `queue` one at a time, with jobIds `<mode>-<i>`; an add that fails (only
+/// with a connection or not-durable error: anything else fails the test) is retried with the
+/// same jobId until it resolves. `added` counts resolved adds. Returns the codes of the refusals.
+pub fn spawn_retrying_producer(
+    queue: Arc<Queue>,
+    mode: holdfast_core::Mode,
+    n: usize,
+    added: Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<Vec<&'static str>> {
+    tokio::spawn(async move {
+        let mut refused = Vec::new();
+        for i in 0..n {
+            loop {
+                let mut job = holdfast_core::NewJob::new(format!("{i}"));
+                job.job_id = Some(format!("{mode:?}-{i}"));
+                match queue.add(vec![job]).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e,
+                                holdfast_core::Error::Connection(_)
+                                    | holdfast_core::Error::NotDurable(_)
+                            ),
+                            "an add failed otherwise: {e:?}"
+                        );
+                        refused.push(e.code());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            added.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        refused
+    })
+}
+
+/// A worker on `queue` (2 s lease) that completes every job until it has seen `n` distinct
+/// ids or `within` passes, then closes. Returns the ids seen and the events.
+pub fn spawn_collecting_worker(
+    queue: &Queue,
+    n: usize,
+    within: Duration,
+) -> tokio::task::JoinHandle<(std::collections::HashSet<String>, Vec<WorkerEvent>)> {
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(worker_cfg(Duration::from_secs(2)), dispatch.clone())
+        .expect("worker");
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < n {
+            let job = match tokio::time::timeout_at(deadline, rx.jobs.recv()).await {
+                Ok(Some(job)) => job,
+                _ => break,
+            };
+            seen.insert(job.id.clone());
+            dispatch.complete(&worker, [(job.token, Outcome::Completed)]);
+        }
+        let events = rx.drain_events();
+        if seen.len() < n {
+            let errors = errors(&events);
+            eprintln!(
+                "{} of {n} delivered; {} error events, the last: {:?}",
+                seen.len(),
+                errors.len(),
+                &errors[errors.len().saturating_sub(8)..]
+            );
+        }
+        close(worker).await;
+        (seen, events)
+    })
+}
+
+/// Prints how many adds were refused (then retried), by code.
+pub async fn report_refusals(
+    producer: tokio::task::JoinHandle<Vec<&'static str>>,
+    within: Duration,
+) {
+    let refused = tokio::time::timeout(within, producer)
+        .await
+        .expect("the producer finished")
+        .expect("producer task");
+    let mut by_code = std::collections::BTreeMap::new();
+    for code in refused {
+        *by_code.entry(code).or_insert(0) += 1;
+    }
+    eprintln!("adds refused (then retried) during the failover: {by_code:?}");
+}
+
 /// Closes a worker, failing the test if the graceful close hangs.
 pub async fn close(worker: Worker) {
     tokio::time::timeout(Duration::from_secs(15), worker.close())
