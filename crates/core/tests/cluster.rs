@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::{keyslot, TestCluster};
 use common::*;
 use holdfast_core::keys::{queue_slot, slot};
-use holdfast_core::{Durable, Error, Mode, NewJob, Outcome, Queue, QueueConfig};
+use holdfast_core::{Durable, Mode, NewJob, Outcome, Queue, QueueConfig};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{Durable, Error, Mode, NewJob, Outcome, Queue, QueueConfig, SentinelConfig};
+use holdfast_core::{Durable, Mode, NewJob, Queue, QueueConfig, SentinelConfig};
 
 const MASTER: &str = "holdfast-test";
 const DEADLINE: Duration = Duration::from_secs(60);
