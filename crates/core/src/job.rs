@@ -72,12 +72,22 @@ pub struct Stats {
     pub workers: u64,
     /// Set by [`crate::Queue::pause`]: workers fetch nothing new.
     pub paused: bool,
+    /// How long the next job to be delivered has waited, in ms: since it was added (stream
+    /// mode: its entry id; list mode: its generated id). None when nothing waits, or when the
+    /// next job cannot be dated (list mode: a `jobId` of the caller's, or raw data).
+    pub oldest_waiting_ms: Option<u64>,
+    /// Jobs completed by every process's workers, ever (written about once a second by each
+    /// process, so a little behind; a process killed loses its last second).
+    pub completed: u64,
+    /// Handler failures, likewise: retried or dead-lettered.
+    pub failed: u64,
 }
 
 impl Stats {
-    /// `{ waiting, active, delayed, dead, workers, paused (1/0) }`, as the stats scripts reply.
-    pub(crate) fn from_counts(counts: &[u64]) -> Self {
-        let at = |i: usize| counts.get(i).copied().unwrap_or(0);
+    /// `{ waiting, active, delayed, dead, workers, paused (1/0), oldest waiting (ms, -1: none),
+    /// completed, failed }`, as the stream stats script replies.
+    pub(crate) fn from_counts(counts: &[i64]) -> Self {
+        let at = |i: usize| counts.get(i).copied().unwrap_or(0).max(0) as u64;
         Stats {
             waiting: at(0),
             active: at(1),
@@ -85,6 +95,9 @@ impl Stats {
             dead: at(3),
             workers: at(4),
             paused: at(5) == 1,
+            oldest_waiting_ms: counts.get(6).filter(|&&ms| ms >= 0).map(|&ms| ms as u64),
+            completed: at(7),
+            failed: at(8),
         }
     }
 }

@@ -83,6 +83,36 @@ impl ListKeys {
     }
 }
 
+/// A SCAN pattern for every key of every queue under `prefix` (its glob characters escaped).
+pub fn scan_pattern(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push_str(":{*");
+    p
+}
+
+/// The queue a key under `prefix` belongs to, and which part it is (`stream`, `wait`,
+/// `active`, `dedup`, `delayed`, `dead`, `workers`, `meta`); None for any other key.
+pub fn parse_queue_key<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'static str)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
+    // parts with an id of their own after them, which may hold anything: found first
+    let with_id = ["active", "dedup"].into_iter().find_map(|part| {
+        let at = rest.find(&format!("}}:{part}:"))?;
+        Some((&rest[..at], part))
+    });
+    const WHOLE: [&str; 6] = ["stream", "wait", "delayed", "dead", "workers", "meta"];
+    let whole = || {
+        let (name, part) = rest.rsplit_once("}:")?;
+        WHOLE.into_iter().find(|&p| p == part).map(|p| (name, p))
+    };
+    with_id.or_else(whole).filter(|(name, _)| !name.is_empty())
+}
+
 /// Redis Cluster slots.
 pub const SLOTS: u16 = 16384;
 
@@ -163,5 +193,25 @@ mod tests {
             ListKeys::new("hf", "email", Some("jobs:email")).wait,
             "jobs:email"
         );
+    }
+
+    #[test]
+    fn keys_tell_their_queue() {
+        let k = QueueKeys::new("hf", "a b/c");
+        let l = ListKeys::new("hf", "a b/c", None);
+        assert_eq!(parse_queue_key("hf", &k.meta), Some(("a b/c", "meta")));
+        assert_eq!(parse_queue_key("hf", &l.wait), Some(("a b/c", "wait")));
+        assert_eq!(
+            parse_queue_key("hf", &l.active("host:1:ab")),
+            Some(("a b/c", "active"))
+        );
+        assert_eq!(
+            parse_queue_key("hf", &k.dedup("x}:meta")),
+            Some(("a b/c", "dedup"))
+        );
+        assert_eq!(parse_queue_key("hf", "hf:{q}:other"), None);
+        assert_eq!(parse_queue_key("hf", "hfx:{q}:meta"), None);
+        assert_eq!(parse_queue_key("hf", "hf:{}:meta"), None);
+        assert_eq!(scan_pattern("a*b[1]"), "a\\*b\\[1\\]:{*");
     }
 }

@@ -7,7 +7,7 @@
 //! here depends on napi.
 //!
 //! Layers, each using only those above it (ARCHITECTURE.md draws them):
-//! 1. leaf types: `error`, `config`, `keys`, `envelope`, `job`, `util`
+//! 1. leaf types: `error`, `config`, `keys`, `envelope`, `job`, `util`, `metrics`
 //! 2. Redis plumbing: `net` (the endpoint and the one way to open a socket, with `tls`), `conn`
 //!    (connections, the one command runner), `resp`, `scripts`
 //! 3. [`protocol`]: each mode's Redis protocol, returning what happened as values
@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod error;
 pub mod job;
 pub mod keys;
+pub mod metrics;
 mod net;
 pub mod protocol;
 mod queue;
@@ -37,6 +38,6 @@ pub use config::{
 pub use envelope::JobOptions;
 pub use error::{Error, Result};
 pub use job::{DeadJob, Job, NewJob, Stats};
-pub use queue::{Queue, MAX_JOB_ID_LEN};
+pub use queue::{FoundQueue, Queue, MAX_JOB_ID_LEN};
 pub use runtime::{CloseReport, Dispatch, Outcome, Worker, WorkerEvent};
 pub use server::ServerWarning;

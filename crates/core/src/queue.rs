@@ -4,13 +4,23 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::config::{QueueConfig, WorkerConfig};
+use crate::config::{Mode, QueueConfig, WorkerConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::job::{DeadJob, NewJob, Stats};
+use crate::metrics::{self, Counters};
 use crate::net::Endpoint;
 use crate::protocol::{AnyProtocol, Protocol};
 use crate::runtime::{Dispatch, Worker};
+
+/// A queue found under a prefix by [`Queue::find_queues`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundQueue {
+    pub name: String,
+    /// What its keys say: a `stream` key is stream mode, a `wait` or processing list is list
+    /// mode; None when neither exists now (only delayed jobs, dead letters or workers).
+    pub mode: Option<Mode>,
+}
 
 /// Longest `jobId` accepted.
 pub const MAX_JOB_ID_LEN: usize = 256;
@@ -18,6 +28,7 @@ pub const MAX_JOB_ID_LEN: usize = 256;
 pub struct Queue {
     cfg: QueueConfig,
     protocol: Arc<AnyProtocol>,
+    counters: Arc<Counters>,
     closed: AtomicBool,
 }
 
@@ -27,9 +38,11 @@ impl Queue {
         cfg.validate()?;
         let conn = Conn::new(Endpoint::for_queue(&cfg)?);
         let protocol = Arc::new(AnyProtocol::new(&cfg, conn));
+        let counters = metrics::for_queue(&cfg.url, &cfg.prefix, &cfg.name);
         Ok(Arc::new(Self {
             cfg,
             protocol,
+            counters,
             closed: AtomicBool::new(false),
         }))
     }
@@ -42,6 +55,12 @@ impl Queue {
     /// look below the queue.
     pub fn protocol(&self) -> &AnyProtocol {
         &self.protocol
+    }
+
+    /// What this process's workers of this queue did (every `Queue` object for the same url,
+    /// prefix and name shares them): the counters of `queue.metrics()`.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     fn check_open(&self) -> Result<()> {
@@ -115,6 +134,53 @@ impl Queue {
         self.protocol.stats().await
     }
 
+    /// The next `limit` jobs workers will be given, oldest first (read only).
+    pub async fn peek(&self, limit: usize) -> Result<Vec<crate::Job>> {
+        self.check_open()?;
+        self.protocol.peek(limit).await
+    }
+
+    /// The queues that have keys under this queue's prefix (this queue too, if it has any),
+    /// sorted by name, found with SCAN: O(keys under the prefix), for tools, not hot paths.
+    /// With `cluster`, only the node that owns this queue's slot is scanned.
+    pub async fn find_queues(&self) -> Result<Vec<FoundQueue>> {
+        self.check_open()?;
+        let conn = &self.protocol.common().conn;
+        let prefix = &self.cfg.prefix;
+        let pattern = crate::keys::scan_pattern(prefix);
+        let mut found = std::collections::BTreeMap::<String, Option<Mode>>::new();
+        let mut cursor = 0u64;
+        loop {
+            let cmd = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .to_owned();
+            let (next, keys): (u64, Vec<String>) = conn.query("", &cmd).await?;
+            for key in &keys {
+                let Some((name, part)) = crate::keys::parse_queue_key(prefix, key) else {
+                    continue;
+                };
+                let mode = found.entry(name.to_owned()).or_default();
+                match part {
+                    "stream" => *mode = Some(Mode::Stream),
+                    "wait" | "active" if mode.is_none() => *mode = Some(Mode::List),
+                    _ => {}
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(found
+            .into_iter()
+            .map(|(name, mode)| FoundQueue { name, mode })
+            .collect())
+    }
+
     fn check_job(&self, job: &NewJob) -> Result<()> {
         if job.payload.len() > self.cfg.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
@@ -147,7 +213,7 @@ impl Queue {
     /// Starts a worker on this queue. Must be called inside a tokio runtime.
     pub fn worker(&self, cfg: WorkerConfig, dispatch: Arc<dyn Dispatch>) -> Result<Worker> {
         self.check_open()?;
-        Worker::start(self.protocol.clone(), cfg, dispatch)
+        Worker::start(self.protocol.clone(), cfg, dispatch, self.counters.clone())
     }
 
     /// Marks the queue closed: every later call fails with [`Error::Closed`]. Workers started

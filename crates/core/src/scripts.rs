@@ -45,7 +45,7 @@ script!(
     "push_stream.lua"
 );
 script!(STREAM_GROUP, "stream_group.lua");
-script!(STREAM_STATS, "stream_stats.lua");
+script!(STREAM_STATS, "stream_stats.lua", "time.lua");
 script!(STREAM_TRIM, "stream_trim.lua");
 script!(
     STREAM_RETRY,

@@ -33,6 +33,15 @@ pub fn new_job_id() -> String {
     id
 }
 
+/// When a [`new_job_id`] id was made (unix ms); None for any other id.
+pub fn job_id_ms(id: &str) -> Option<u64> {
+    let (time, rand) = id.split_once('-')?;
+    if time.len() != 8 || rand.len() != 8 || !rand.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    u64::from_str_radix(time, 36).ok()
+}
+
 /// `n` in base 36, zero-padded to `width` digits.
 fn push_base36(out: &mut String, mut n: u64, width: usize) {
     let mut digits = [b'0'; 13];
@@ -84,5 +93,20 @@ mod tests {
         let b = new_job_id();
         assert_eq!((a.len(), b.len()), (17, 17));
         assert!(a[..8] < b[..8], "{a} then {b}");
+    }
+
+    #[test]
+    fn generated_ids_tell_when_they_were_made() {
+        let before = now_ms();
+        let at = job_id_ms(&new_job_id()).expect("a generated id");
+        assert!(at >= before && at <= now_ms(), "{before} <= {at}");
+        for other in [
+            "1700000000000-0",
+            "order-42",
+            "raw-0123456789abcdef",
+            "abcdefgh-ijk",
+        ] {
+            assert_eq!(job_id_ms(other), None, "{other}");
+        }
     }
 }

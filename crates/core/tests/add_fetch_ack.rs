@@ -662,6 +662,9 @@ async fn list_mode_each_job_is_delivered_once_then_acked_and_leaves_no_key() {
             dead: 0,
             workers: 1,
             paused: false,
+            oldest_waiting_ms: None,
+            completed: 0,
+            failed: 0,
         }
     );
     assert_eq!(llen(&mut conn, &keys.active(worker.id())).await, n);

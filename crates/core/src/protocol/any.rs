@@ -84,6 +84,10 @@ impl Protocol for AnyProtocol {
         each!(self, p => p.stats().await)
     }
 
+    async fn peek(&self, limit: usize) -> Result<Vec<Job>> {
+        each!(self, p => p.peek(limit).await)
+    }
+
     async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {
         each!(self, p => p.dead_retry(ids).await)
     }

@@ -83,6 +83,22 @@ impl Common {
         self.conn.query(meta, &cmd).await
     }
 
+    /// Adds to the queue-wide totals of finished jobs (`meta` fields `completed`, `failed`),
+    /// which every process's workers feed: the rates that `holdfast watch` and the dashboard show.
+    pub async fn add_totals(&self, completed: u64, failed: u64) -> Result<()> {
+        let meta = &self.keys.meta;
+        let mut pipe = redis::pipe();
+        for (field, n) in [("completed", completed), ("failed", failed)] {
+            if n > 0 {
+                pipe.cmd("HINCRBY").arg(meta).arg(field).arg(n).ignore();
+            }
+        }
+        if pipe.len() == 0 {
+            return Ok(());
+        }
+        self.conn.pipe(meta, &pipe).await
+    }
+
     /// One `CLIENT UNBLOCK` for a blocked read. Best effort: the read may be sent after it
     /// arrives, so callers repeat it while it matters.
     pub async fn unblock(&self, client_id: i64) {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::job::{Job, NewJob, Stats};
 use crate::keys::ListKeys;
 use crate::scripts;
-use crate::util::{new_job_id, now_ms};
+use crate::util::{job_id_ms, new_job_id, now_ms};
 
 /// How often an idle worker polls a full Redis, which refuses its blocking read.
 const FULL_POLL: Duration = Duration::from_millis(100);
@@ -68,15 +68,24 @@ impl Protocol for ListProtocol {
         pipe.cmd("ZCOUNT").arg(&k.workers).arg(now_ms()).arg("+inf");
         pipe.cmd("ZRANGE").arg(&k.workers).arg(0).arg(-1);
         pipe.cmd("HEXISTS").arg(&k.meta).arg("paused");
+        pipe.cmd("LINDEX").arg(&self.keys.wait).arg(-1);
+        pipe.cmd("HMGET")
+            .arg(&k.meta)
+            .arg("completed")
+            .arg("failed");
         let what = format!("{} (or another key of this queue)", self.keys.wait);
-        let (waiting, delayed, dead, workers, ids, paused): (
+        #[allow(clippy::type_complexity)]
+        let (waiting, delayed, dead, workers, ids, paused, next, totals): (
             u64,
             u64,
             u64,
             u64,
             Vec<String>,
             bool,
+            Option<Vec<u8>>,
+            (Option<u64>, Option<u64>),
         ) = conn.pipe(&what, &pipe).await?;
+        let added_ms = next.and_then(|el| job_id_ms(&decode(&el).id));
         // Every registered worker's processing list, the dead-but-not-yet-reaped ones included.
         let mut active = 0;
         if !ids.is_empty() {
@@ -94,7 +103,25 @@ impl Protocol for ListProtocol {
             dead,
             workers,
             paused,
+            oldest_waiting_ms: added_ms.map(|ms| now_ms().saturating_sub(ms)),
+            completed: totals.0.unwrap_or(0),
+            failed: totals.1.unwrap_or(0),
         })
+    }
+
+    /// The consuming end of the wait list (its right), oldest first.
+    async fn peek(&self, limit: usize) -> Result<Vec<Job>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let wait = &self.keys.wait;
+        let cmd = redis::cmd("LRANGE")
+            .arg(wait)
+            .arg(-(limit as i64))
+            .arg(-1)
+            .to_owned();
+        let elements: Vec<Vec<u8>> = self.common.conn.query(wait, &cmd).await?;
+        Ok(elements.into_iter().rev().map(to_job).collect())
     }
 
     async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {

@@ -107,6 +107,10 @@ pub trait Protocol: Send + Sync + 'static {
 
     fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;
 
+    /// The next `limit` jobs workers will be given, in order (read only; a job may be taken
+    /// meanwhile). Their tokens are 0.
+    fn peek(&self, limit: usize) -> impl Future<Output = Result<Vec<Job>>> + Send;
+
     /// Moves dead letters back to the queue as fresh jobs: these ids, or all. Returns how many.
     fn dead_retry(&self, ids: Option<&[String]>) -> impl Future<Output = Result<u64>> + Send;
 

@@ -73,8 +73,56 @@ impl Protocol for StreamProtocol {
             .arg(GROUP)
             .arg(now_ms());
         let what = format!("{} (or another key of this queue)", self.keys.stream);
-        let counts: Vec<u64> = self.common.conn.invoke(&what, &call).await?;
+        let counts: Vec<i64> = self.common.conn.invoke(&what, &call).await?;
         Ok(Stats::from_counts(&counts))
+    }
+
+    /// The entries after the group's last delivered one (all of them before any worker made
+    /// the group). Two reads, not atomic: a job read meanwhile may still be listed.
+    async fn peek(&self, limit: usize) -> Result<Vec<Job>> {
+        let stream = &self.keys.stream;
+        let conn = &self.common.conn;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let exists: bool = conn.query(stream, redis::cmd("EXISTS").arg(stream)).await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let groups: Value = conn
+            .query(stream, redis::cmd("XINFO").arg("GROUPS").arg(stream))
+            .await?;
+        let mut from = "-".to_owned();
+        for g in array(groups) {
+            let fields = array(g);
+            let field = |name: &str| {
+                fields
+                    .chunks_exact(2)
+                    .find(|p| as_str(&p[0]).as_deref() == Some(name))
+                    .and_then(|p| as_str(&p[1]).map(|v| v.into_owned()))
+            };
+            if field("name").as_deref() == Some(GROUP) {
+                if let Some(last) = field("last-delivered-id") {
+                    from = format!("({last}");
+                }
+            }
+        }
+        let cmd = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .to_owned();
+        let entries: Value = conn.query(stream, &cmd).await?;
+        Ok(array(entries)
+            .into_iter()
+            .filter_map(|e| {
+                let mut parts = array(e).into_iter();
+                let id = as_str(&parts.next()?)?.into_owned();
+                Some(from_fields(id, &array(parts.next()?)))
+            })
+            .collect())
     }
 
     async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {

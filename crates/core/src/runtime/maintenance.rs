@@ -27,6 +27,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut next_renew = Instant::now() + shared.cfg.renew_every();
     let mut next_heartbeat = Instant::now();
     let mut next_pause_check = Instant::now();
+    let mut next_totals = Instant::now() + TOTALS_EVERY;
     loop {
         let now = Instant::now();
         if now >= next_heartbeat {
@@ -48,6 +49,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 report(&shared, p.renew(c, &receipts).await);
             }
         }
+        if now >= next_totals {
+            next_totals = now + TOTALS_EVERY;
+            report(&shared, flush_totals(&shared).await);
+        }
         if now >= next_pause_check {
             next_pause_check = now + PAUSE_POLL;
             report(&shared, poll_paused(&shared).await);
@@ -57,6 +62,23 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
     }
+}
+
+/// How often finished jobs are added to the queue-wide totals in Redis.
+const TOTALS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Adds this process's finished jobs since the last flush to the totals in Redis; kept for the
+/// next try when that fails. Any worker of the queue in this process may write them.
+pub(super) async fn flush_totals(shared: &Shared) -> Result<()> {
+    let (completed, failed) = shared.counters.take_unflushed();
+    if completed == 0 && failed == 0 {
+        return Ok(());
+    }
+    let res = shared.protocol.common().add_totals(completed, failed).await;
+    if res.is_err() {
+        shared.counters.unflush(completed, failed);
+    }
+    res
 }
 
 async fn reap(shared: &Shared, overdue: &[String], not_after: u64) {

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::metrics::Counters;
 use crate::protocol::{AnyProtocol, Consumer, Protocol};
 use crate::util::{now_ms, random_u64};
 
@@ -57,6 +58,7 @@ impl Worker {
         protocol: Arc<AnyProtocol>,
         cfg: WorkerConfig,
         dispatch: Arc<dyn Dispatch>,
+        counters: Arc<Counters>,
     ) -> Result<Self> {
         cfg.validate()?;
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
@@ -65,7 +67,9 @@ impl Worker {
             visibility_timeout: cfg.visibility_timeout,
             max_deliveries: cfg.max_deliveries,
         };
-        let shared = Arc::new(Shared::new(protocol, consumer, cfg, dispatch, finish_tx));
+        let shared = Arc::new(Shared::new(
+            protocol, consumer, cfg, dispatch, finish_tx, counters,
+        ));
         let (stop_maintenance, stop_rx) = watch::channel(false);
         let tasks = Tasks {
             acker: tokio::spawn(acker::run(shared.clone(), finish_rx)),
@@ -104,6 +108,9 @@ impl Worker {
         let mut finished = 0;
         // One message for all the acks of this call: the hot path sends per batch, not per job.
         let mut acks = Vec::new();
+        let (mut failed, mut retried) = (0, 0);
+        let mut durations = Vec::new();
+        let now = std::time::Instant::now();
         let now_idle = {
             let mut slab = self.shared.slab();
             for (token, outcome) in results {
@@ -111,14 +118,19 @@ impl Worker {
                     continue;
                 };
                 finished += 1;
+                if let Some(started) = job.started {
+                    durations.push(now.saturating_duration_since(started));
+                }
                 let finish = match outcome {
                     Outcome::Completed => {
                         acks.push(job.receipt);
                         continue;
                     }
                     Outcome::Failed { reason, retry_in } => {
+                        failed += 1;
                         let max = job.max_attempts.unwrap_or(self.shared.cfg.max_attempts);
                         if job.attempt < max {
+                            retried += 1;
                             Finish::Retry {
                                 receipt: job.receipt,
                                 id: job.id,
@@ -142,6 +154,9 @@ impl Worker {
             }
             slab.len() == 0
         };
+        self.shared
+            .counters
+            .finished(acks.len() as u64, failed, retried, durations);
         if !acks.is_empty() {
             let _ = tx.send(Finish::Acks(acks));
         }
@@ -220,6 +235,8 @@ impl Worker {
         tasks.stop_maintenance.send_replace(true);
         let _ = tasks.maintenance.await;
         let _ = tasks.scheduler.await;
+        // best effort: what is left is written by another worker of the queue, if any
+        let _ = maintenance::flush_totals(shared).await;
         let common = shared.protocol.common();
         let left = match shared.protocol.leave(&shared.consumer).await {
             Ok(true) => common.unregister(&shared.consumer).await,

@@ -14,6 +14,7 @@ use super::prefetch::Prefetch;
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::metrics::Counters;
 use crate::protocol::{AnyProtocol, Consumer, Dead, Protocol};
 
 /// What the acker is asked to write (or do), in order.
@@ -57,6 +58,8 @@ pub(super) struct InFlight {
     pub id: String,
     pub attempt: u32,
     pub max_attempts: Option<u32>,
+    /// When a handler got it (None while prefetched): the duration metric.
+    pub started: Option<Instant>,
 }
 
 /// Jobs in flight, indexed by `Job::token`.
@@ -76,6 +79,16 @@ impl Slab {
         } else {
             self.slots.push(Some(job));
             (self.slots.len() - 1) as u32
+        }
+    }
+
+    /// Notes that handlers got these jobs now.
+    fn start(&mut self, jobs: &[Job]) {
+        let now = Instant::now();
+        for job in jobs {
+            if let Some(Some(f)) = self.slots.get_mut(job.token as usize) {
+                f.started = Some(now);
+            }
         }
     }
 
@@ -246,6 +259,8 @@ pub(super) struct Shared {
     /// Fetched jobs not yet handed out, and how many handlers run.
     ready: Mutex<Ready>,
     pub prefetch: Prefetch,
+    /// This queue's counters in this process (shared with its other workers).
+    pub counters: Arc<Counters>,
 }
 
 impl Shared {
@@ -255,6 +270,7 @@ impl Shared {
         cfg: WorkerConfig,
         dispatch: Arc<dyn Dispatch>,
         finish_tx: mpsc::UnboundedSender<Finish>,
+        counters: Arc<Counters>,
     ) -> Self {
         let (floor, max) = cfg.prefetch_range();
         Self {
@@ -271,6 +287,7 @@ impl Shared {
             contact: Contact::default(),
             ready: Mutex::new(Ready::default()),
             prefetch: Prefetch::new(floor, max),
+            counters,
         }
     }
 
@@ -359,7 +376,12 @@ impl Shared {
         q.running = q.running.saturating_sub(finished);
         let n = (self.cfg.concurrency - q.running.min(self.cfg.concurrency)).min(q.waiting.len());
         q.running += n;
-        q.waiting.drain(..n).collect()
+        let jobs: Vec<Job> = q.waiting.drain(..n).collect();
+        drop(q);
+        if !jobs.is_empty() {
+            self.slab().start(&jobs);
+        }
+        jobs
     }
 
     /// Sets the pause flag; when that pauses the worker, returns only once its fetch loop is
@@ -396,6 +418,11 @@ impl Shared {
     }
 
     pub fn emit(&self, event: WorkerEvent) {
+        match &event {
+            WorkerEvent::Dead { .. } => self.counters.dead(1),
+            WorkerEvent::Stalled { ids } => self.counters.stalled(ids.len() as u64),
+            WorkerEvent::Error(_) => {}
+        }
         self.dispatch.event(event);
     }
 
@@ -460,6 +487,7 @@ impl Shared {
                     id: job.id.clone(),
                     attempt: job.attempt,
                     max_attempts: job.max_attempts,
+                    started: None,
                 });
             }
         }

@@ -908,12 +908,13 @@ pub async fn keys_matching(conn: &mut MultiplexedConnection, pattern: &str) -> V
 }
 
 /// Every key of one queue (`<prefix>:{<name>}:*`).
-/// The queue's keys, without `dedup:<jobId>` markers: those outlive their jobs on purpose, for
-/// the dedup window (they expire by themselves).
+/// The queue's keys, without `dedup:<jobId>` markers (they outlive their jobs on purpose, for
+/// the dedup window, and expire by themselves) and without `meta` (the queue-wide totals of
+/// finished jobs, kept on purpose: one small hash per queue, not per job).
 pub async fn queue_keys(conn: &mut MultiplexedConnection, queue: &Queue) -> Vec<String> {
     let cfg = queue.config();
     let mut keys = keys_matching(conn, &format!("{}:{{{}}}:*", cfg.prefix, cfg.name)).await;
-    keys.retain(|k| !k.contains(":dedup:"));
+    keys.retain(|k| !k.contains(":dedup:") && !k.ends_with(":meta"));
     keys
 }
 
