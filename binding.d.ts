@@ -20,6 +20,14 @@ export declare class NativeQueue {
   /** Server settings that lose jobs or defeat an option, as `{ code, message }`. */
   serverWarnings(): Promise<Array<ServerWarning>>
   stats(): Promise<QueueStats>
+  /** What this process's workers of this queue did (shared by every object for the queue). */
+  counters(): QueueCounters
+  /** The next `limit` jobs workers will be given, oldest first. */
+  peek(limit: number): Promise<Array<NativeWaitingJob>>
+  /** The queues with keys under this queue's prefix, by name. */
+  findQueues(): Promise<Array<FoundQueue>>
+  /** 'stream' or 'list' as this queue's keys in Redis say; null when they do not tell. */
+  detectMode(): Promise<string | null>
   /** Stops fetching in every worker of this queue, in every process. */
   pause(): Promise<void>
   resume(): Promise<void>
@@ -103,6 +111,12 @@ export interface DurableOptions {
   timeoutMs?: number
 }
 
+/** A queue found under a prefix: its name, and its mode when its keys tell ('stream', 'list'). */
+export interface FoundQueue {
+  name: string
+  mode?: string
+}
+
 /**
  * A batch of delivered jobs, as parallel arrays (one crossing per batch, not per job). Ids
  * and payloads each travel as one string with offsets: creating one JS string per job was a
@@ -153,6 +167,29 @@ export interface NativeEvent {
   ids?: Array<string>
 }
 
+/** A job waiting in the queue, as `peek` reads it. */
+export interface NativeWaitingJob {
+  id: string
+  /** Encoded (JSON) data; '' when the data is bytes. */
+  payload: string
+  bytes?: Buffer
+  attempt: number
+}
+
+/** This process's counters for one queue. */
+export interface QueueCounters {
+  completed: number
+  failed: number
+  retried: number
+  dead: number
+  stalled: number
+  /** Upper bounds of the duration histogram's buckets, in seconds (`+Inf` not included). */
+  durationBounds: Array<number>
+  /** Cumulative counts per bound, then the `+Inf` bucket (= the count). */
+  durationBuckets: Array<number>
+  durationSumSeconds: number
+}
+
 /**
  * Options of the native queue. An unset option takes the core's default (`QueueConfig::new`),
  * the one place defaults live; the docs here repeat them.
@@ -199,6 +236,15 @@ export interface QueueStats {
   dead: number
   workers: number
   paused: boolean
+  /**
+   * How long the next job to be delivered has waited (ms); null when nothing waits or it
+   * cannot be dated.
+   */
+  oldestWaitingMs?: number
+  /** Jobs completed by every process's workers, ever (about a second behind). */
+  completed: number
+  /** Handler failures (retried or dead-lettered) in every process, ever. */
+  failed: number
 }
 
 /** Redis Sentinel: the master's name and the sentinels to ask for it. */

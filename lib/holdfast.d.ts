@@ -230,6 +230,29 @@ export interface QueueStats {
   workers: number
   /** queue.pause() was called (and not yet resume()). */
   paused: boolean
+  /**
+   * How long the next job to be delivered has waited, in ms; null when nothing waits, or when it
+   * cannot be dated (list mode: a job added with a `jobId`, or raw data from another producer).
+   */
+  oldestWaitingMs: number | null
+  /** Jobs completed by every process's workers, ever (each process adds its count about once a second). */
+  completed: number
+  /** Handler failures (retried or dead-lettered) in every process, ever; as `completed`. */
+  failed: number
+}
+
+/** A job still waiting, from `queue.peek()`. */
+export interface WaitingJob<T = any> {
+  id: string
+  data: T
+  attempt: number
+}
+
+/** A queue found by `listQueues()`. */
+export interface FoundQueue {
+  name: string
+  /** What its keys say; null when they do not tell (only delayed jobs, dead letters, workers or flags). */
+  mode: 'stream' | 'list' | null
 }
 
 /** The stable codes of holdfast's errors; README.md says what each means. */
@@ -358,6 +381,23 @@ export declare class ReliableQueue<T extends Payload<T> = any> {
   readonly dead: DeadLetters<T>
   process(handler: (job: Job<T>) => unknown, options?: ProcessOptions): Worker<T>
   stats(): Promise<QueueStats>
+  /**
+   * Prometheus text exposition: the queue's counts from Redis (every process) and this process's
+   * workers' counters and job duration histogram. Serve it with `METRICS_CONTENT_TYPE`.
+   */
+  metrics(): Promise<string>
+  /** The next jobs workers will be given, oldest first (nothing is taken). `limit`: 10 by default. */
+  peek(options?: { limit?: number }): Promise<WaitingJob<T>[]>
   /** Closes this queue's workers as `Worker#close` does (`timeoutMs` bounds each), then the queue. */
   close(options?: CloseOptions): Promise<CloseResult>
 }
+
+/** Prometheus text for several queues, each metric family once (as the format requires). */
+export declare function metrics(queues: readonly ReliableQueue[]): Promise<string>
+/** The Content-Type to serve `metrics()` text with. */
+export declare const METRICS_CONTENT_TYPE: string
+/**
+ * The queues with keys under a prefix (`holdfast` by default), sorted by name. Takes a queue's
+ * connection options. SCANs the keyspace (needs `+scan`): for tools, not hot paths.
+ */
+export declare function listQueues(options?: QueueOptions): Promise<FoundQueue[]>

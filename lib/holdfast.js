@@ -7,6 +7,7 @@ const native = require('./native.js').load()
 const { checkBackoff, toSpec, fromSpec, delayFor } = require('./backoff.js')
 const { HoldfastError, typeError, invalidArgument, fromNative, closedError } = require('./errors.js')
 const { checkOptions } = require('./options.js')
+const prometheus = require('./metrics.js')
 
 function checkCloseOptions(options) {
   const { timeoutMs } = checkOptions('close options', options)
@@ -384,9 +385,29 @@ class ReliableQueue extends EventEmitter {
     return worker
   }
 
-  /** Counts: waiting, active, delayed, dead, workers, and whether the queue is paused. */
-  stats() {
-    return this._call((n) => n.stats())
+  /**
+   * Counts (waiting, active, delayed, dead, workers, paused), the age of the next job to be
+   * delivered (`oldestWaitingMs`), and every process's finished-job totals (`completed`,
+   * `failed`, about a second behind).
+   */
+  async stats() {
+    const s = await this._call((n) => n.stats())
+    s.oldestWaitingMs ??= null
+    return s
+  }
+
+  /** Prometheus text for this queue: its counts in Redis and this process's workers' counters. */
+  async metrics() {
+    if (this._closed) throw closedError('queue')
+    return prometheus.render([await prometheus.sample(this)])
+  }
+
+  /** The next jobs workers will be given, oldest first: `{ id, data, attempt }` (nothing is taken). */
+  async peek(options) {
+    const { limit = 10 } = checkOptions('peek options', options)
+    if (!Number.isInteger(limit) || limit < 0 || limit > 10_000) throw invalidArgument('limit must be a whole number from 0 to 10000')
+    const jobs = await this._call((n) => n.peek(limit))
+    return jobs.map(({ id, payload, bytes, attempt }) => ({ id, data: bytes ?? decode(payload), attempt }))
   }
 
   /**
@@ -691,4 +712,28 @@ class Worker extends EventEmitter {
   }
 }
 
-module.exports = { ReliableQueue, Worker, Job, DeadLetters, HoldfastError }
+/** Prometheus text for several queues at once (each metric family once, as the format requires). */
+async function metrics(queues) {
+  if (!Array.isArray(queues) || !queues.every((q) => q instanceof ReliableQueue)) {
+    throw invalidArgument('metrics() takes an array of ReliableQueue objects')
+  }
+  for (const q of queues) if (q._closed) throw closedError('queue')
+  return prometheus.render(await Promise.all(queues.map(prometheus.sample)))
+}
+
+/**
+ * The queues that have keys under a prefix, by name: `[{ name, mode }]` (`mode` null when
+ * their keys do not tell). Takes the connection options of a queue (url, prefix, tls, ...).
+ * SCANs the keyspace: for tools, not for hot paths.
+ */
+async function listQueues(options) {
+  // a queue object only to reach Redis with these options: its name is never used in a key
+  const probe = new ReliableQueue('holdfast-list-queues', options)
+  try {
+    return await probe._call((n) => n.findQueues())
+  } finally {
+    await probe.close()
+  }
+}
+
+module.exports = { ReliableQueue, Worker, Job, DeadLetters, HoldfastError, metrics, listQueues, METRICS_CONTENT_TYPE: prometheus.CONTENT_TYPE }

@@ -15,6 +15,7 @@ const KEYS = {
   'process options': ['concurrency', 'visibilityTimeoutMs', 'maxAttempts', 'maxDeliveries', 'blockMs', 'prefetch', 'backoff', 'handlerTimeoutMs'],
   backoff: ['type', 'delayMs', 'maxDelayMs', 'jitter'],
   'dead.list options': ['limit', 'offset'],
+  'peek options': ['limit'],
   'close options': ['timeoutMs'],
 }
 

@@ -272,6 +272,45 @@ pub struct QueueStats {
     pub dead: f64,
     pub workers: f64,
     pub paused: bool,
+    /// How long the next job to be delivered has waited (ms); null when nothing waits or it
+    /// cannot be dated.
+    pub oldest_waiting_ms: Option<f64>,
+    /// Jobs completed by every process's workers, ever (about a second behind).
+    pub completed: f64,
+    /// Handler failures (retried or dead-lettered) in every process, ever.
+    pub failed: f64,
+}
+
+/// This process's counters for one queue.
+#[napi(object, object_from_js = false)]
+pub struct QueueCounters {
+    pub completed: f64,
+    pub failed: f64,
+    pub retried: f64,
+    pub dead: f64,
+    pub stalled: f64,
+    /// Upper bounds of the duration histogram's buckets, in seconds (`+Inf` not included).
+    pub duration_bounds: Vec<f64>,
+    /// Cumulative counts per bound, then the `+Inf` bucket (= the count).
+    pub duration_buckets: Vec<f64>,
+    pub duration_sum_seconds: f64,
+}
+
+/// A job waiting in the queue, as `peek` reads it.
+#[napi(object, object_from_js = false)]
+pub struct NativeWaitingJob {
+    pub id: String,
+    /// Encoded (JSON) data; '' when the data is bytes.
+    pub payload: String,
+    pub bytes: Option<Buffer>,
+    pub attempt: u32,
+}
+
+/// A queue found under a prefix: its name, and its mode when its keys tell ('stream', 'list').
+#[napi(object, object_from_js = false)]
+pub struct FoundQueue {
+    pub name: String,
+    pub mode: Option<String>,
 }
 
 /// A job in the dead letters.
@@ -316,6 +355,13 @@ const MAX_BATCH_TEXT: usize = 128 << 20;
 
 /// A payload as JS gets it: text to decode, or bytes (added as bytes, or another producer's
 /// data that is not UTF-8).
+fn mode_name(mode: core::Mode) -> String {
+    match mode {
+        core::Mode::Stream => "stream".to_owned(),
+        core::Mode::List => "list".to_owned(),
+    }
+}
+
 fn text_or_bytes(payload: &core::Bytes, binary: bool) -> std::result::Result<&str, Buffer> {
     if !binary {
         if let Ok(text) = std::str::from_utf8(payload) {
@@ -547,7 +593,67 @@ impl NativeQueue {
             dead: s.dead as f64,
             workers: s.workers as f64,
             paused: s.paused,
+            oldest_waiting_ms: s.oldest_waiting_ms.map(|ms| ms as f64),
+            completed: s.completed as f64,
+            failed: s.failed as f64,
         })
+    }
+
+    /// What this process's workers of this queue did (shared by every object for the queue).
+    #[napi]
+    pub fn counters(&self) -> QueueCounters {
+        let c = self.inner.counters().snapshot();
+        QueueCounters {
+            completed: c.completed as f64,
+            failed: c.failed as f64,
+            retried: c.retried as f64,
+            dead: c.dead as f64,
+            stalled: c.stalled as f64,
+            duration_bounds: core::metrics::DURATION_BUCKETS.to_vec(),
+            duration_buckets: c.duration_buckets.iter().map(|&n| n as f64).collect(),
+            duration_sum_seconds: c.duration_sum_seconds,
+        }
+    }
+
+    /// The next `limit` jobs workers will be given, oldest first.
+    #[napi]
+    pub async fn peek(&self, limit: u32) -> Result<Vec<NativeWaitingJob>> {
+        let jobs = self.inner.peek(limit as usize).await.map_err(to_js_error)?;
+        Ok(jobs
+            .into_iter()
+            .map(|j| {
+                let (payload, bytes) = match text_or_bytes(&j.payload, j.binary) {
+                    Ok(text) => (text.to_owned(), None),
+                    Err(bytes) => (String::new(), Some(bytes)),
+                };
+                NativeWaitingJob {
+                    id: j.id,
+                    payload,
+                    bytes,
+                    attempt: j.attempt,
+                }
+            })
+            .collect())
+    }
+
+    /// The queues with keys under this queue's prefix, by name.
+    #[napi]
+    pub async fn find_queues(&self) -> Result<Vec<FoundQueue>> {
+        let found = self.inner.find_queues().await.map_err(to_js_error)?;
+        Ok(found
+            .into_iter()
+            .map(|q| FoundQueue {
+                name: q.name,
+                mode: q.mode.map(mode_name),
+            })
+            .collect())
+    }
+
+    /// 'stream' or 'list' as this queue's keys in Redis say; null when they do not tell.
+    #[napi]
+    pub async fn detect_mode(&self) -> Result<Option<String>> {
+        let mode = self.inner.detect_mode().await.map_err(to_js_error)?;
+        Ok(mode.map(mode_name))
     }
 
     /// Stops fetching in every worker of this queue, in every process.

@@ -1,6 +1,6 @@
 // Compiled with `tsc --strict --noEmit`: the generics must flow from ReliableQueue<T> to add,
 // addBulk and job.data, and a wrong payload type must be a compile error.
-import { ReliableQueue, HoldfastError, type Job, type QueueStats, type Worker, type DeadJob } from '../..'
+import { ReliableQueue, HoldfastError, metrics, listQueues, METRICS_CONTENT_TYPE, type Job, type QueueStats, type Worker, type DeadJob } from '../..'
 
 interface Email {
   to: string
@@ -80,6 +80,14 @@ async function failureModel(queue: ReliableQueue<Email>): Promise<void> {
   await queue.pause()
   await queue.resume()
   const paused: boolean = (await queue.stats()).paused
+  const age: number | null = (await queue.stats()).oldestWaitingMs
+  const text: string = await queue.metrics()
+  const all: string = await metrics([queue, new ReliableQueue('other')])
+  const next: Email[] = (await queue.peek({ limit: 5 })).map((j) => j.data)
+  const found: Array<'stream' | 'list' | null> = (await listQueues({ url: 'redis://127.0.0.1:6379', prefix: 'app' })).map((q) => q.mode)
+  console.log(age, text, all, next, found, METRICS_CONTENT_TYPE.length)
+  // @ts-expect-error metrics takes queues
+  await metrics(['email'])
   console.log(to, moved, paused)
 }
 

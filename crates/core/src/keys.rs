@@ -85,14 +85,22 @@ impl ListKeys {
 
 /// A SCAN pattern for every key of every queue under `prefix` (its glob characters escaped).
 pub fn scan_pattern(prefix: &str) -> String {
-    let mut p = String::with_capacity(prefix.len() + 4);
-    for c in prefix.chars() {
+    format!("{}:{{*", glob_escape(prefix))
+}
+
+/// A SCAN pattern for the processing lists of one list-mode queue.
+pub fn active_pattern(prefix: &str, name: &str) -> String {
+    format!("{}*", glob_escape(&key(prefix, name, "active:")))
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
             p.push('\\');
         }
         p.push(c);
     }
-    p.push_str(":{*");
     p
 }
 

@@ -181,6 +181,46 @@ impl Queue {
             .collect())
     }
 
+    /// The mode this queue's keys in Redis say it runs in: a `stream` key is stream mode, a
+    /// wait list or a processing list is list mode; None when neither exists (then both modes
+    /// read the same counts). May SCAN the keyspace: for tools, not hot paths.
+    pub async fn detect_mode(&self) -> Result<Option<Mode>> {
+        self.check_open()?;
+        let conn = &self.protocol.common().conn;
+        let (prefix, name) = (&self.cfg.prefix, &self.cfg.name);
+        let stream = crate::keys::StreamKeys::new(prefix, name).stream;
+        let wait = crate::keys::ListKeys::new(prefix, name, self.cfg.list_key.as_deref()).wait;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS").arg(&stream).cmd("EXISTS").arg(&wait);
+        let (has_stream, has_wait): (bool, bool) = conn.pipe(&stream, &pipe).await?;
+        if has_stream {
+            return Ok(Some(Mode::Stream));
+        }
+        if has_wait {
+            return Ok(Some(Mode::List));
+        }
+        // every job in flight: only processing lists are left
+        let pattern = crate::keys::active_pattern(prefix, name);
+        let mut cursor = 0u64;
+        loop {
+            let cmd = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .to_owned();
+            let (next, keys): (u64, Vec<String>) = conn.query(&stream, &cmd).await?;
+            if !keys.is_empty() {
+                return Ok(Some(Mode::List));
+            }
+            if next == 0 {
+                return Ok(None);
+            }
+            cursor = next;
+        }
+    }
+
     fn check_job(&self, job: &NewJob) -> Result<()> {
         if job.payload.len() > self.cfg.max_payload_bytes {
             return Err(Error::PayloadTooLarge {

@@ -154,4 +154,29 @@ async fn queues_under_a_prefix_are_found_with_their_mode() {
     ];
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(got, want);
+    assert_eq!(stream.detect_mode().await.unwrap(), Some(Mode::Stream));
+    assert_eq!(list.detect_mode().await.unwrap(), Some(Mode::List));
+    assert_eq!(paused_only.detect_mode().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_queue_with_every_job_in_flight_is_still_list_mode() {
+    let redis = TestRedis::spawn();
+    let queue = list_queue(&redis.url(), "detect [*] list", None);
+    queue.add(vec![NewJob::new("x")]).await.expect("add");
+    let (dispatch, mut rx) = channel_dispatch();
+    let worker = queue
+        .worker(WorkerConfig::default(), dispatch)
+        .expect("worker");
+    let job = rx.job(DEADLINE).await;
+    assert!(!exists(&mut redis_conn(&redis.url()).await, &keys_of(&queue).wait).await);
+    // the mode as another tool, not told the mode, sees it
+    let probe = Queue::new(holdfast_core::QueueConfig {
+        mode: Mode::Stream,
+        ..queue.config().clone()
+    })
+    .expect("queue");
+    assert_eq!(probe.detect_mode().await.unwrap(), Some(Mode::List));
+    complete_all(&worker, &[job]);
+    close(worker).await;
 }
