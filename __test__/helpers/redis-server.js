@@ -54,10 +54,11 @@ function key(name, part) {
   return `holdfast:{${name}}:${part}`
 }
 
-/** Every key of queue `name` still in Redis, but `dedup:<jobId>` markers: those outlive their
- * jobs on purpose, for the dedup window. */
+/** Every key of queue `name` still in Redis, but `dedup:<jobId>` markers (they outlive their
+ * jobs on purpose, for the dedup window) and `meta` (the queue-wide totals of finished jobs:
+ * one small hash per queue, kept on purpose). */
 async function keysOf(client, name) {
-  return (await client.keys(`holdfast:{${name}}:*`)).filter((k) => !k.includes(':dedup:')).sort()
+  return (await client.keys(`holdfast:{${name}}:*`)).filter((k) => !k.includes(':dedup:') && !k.endsWith(':meta')).sort()
 }
 
 /** The dead letters of a queue as stored (a stream in both modes), oldest first: { id, d, a, err, t }. */
