@@ -8,12 +8,14 @@
 -- KEYS[2] active:<worker id> (list)
 -- KEYS[3] wait (list)
 -- KEYS[4] dead (stream, capped)
+-- KEYS[5] outcomes (stream; see lib/dead.lua)
 -- ARGV[1] worker id
 -- ARGV[2] max deliveries
 -- ARGV[3] dead-letter cap
 -- ARGV[4] dead-letter cutoff, unix ms: older dead letters are dropped
 -- ARGV[5] not after, server unix ms: a request that runs later is stale (Redis stalled, or it
 --         waited to be read) and does nothing, since the worker may be alive and not yet renewed
+-- ARGV[6] outcome key prefix (`...:outcome:`)
 -- returns false when the worker is alive or already reaped, else
 --         { {requeued job id, ...}, {dead job id, reason, ...} }
 -- the worker is dead if its deadline (heartbeat.lua, server time) is past
@@ -31,7 +33,8 @@ while true do
   recoveries = recoveries + 1
   if recoveries > max then
     local reason = hf_too_many(recoveries, max)
-    hf_dead(KEYS[4], id, payload, attempt, options, reason, now, ARGV[3], ARGV[4])
+    hf_dead(KEYS[4], id, payload, attempt, options, reason, now, ARGV[3], ARGV[4],
+      { key = KEYS[5], prefix = ARGV[6] })
     dead[#dead + 1] = id
     dead[#dead + 1] = reason
   else

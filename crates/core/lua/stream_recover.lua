@@ -3,6 +3,7 @@
 -- that crash every worker they reach) instead of handing them out again.
 -- KEYS[1] stream
 -- KEYS[2] dead (stream)
+-- KEYS[3] outcomes (stream; see lib/dead.lua)
 -- ARGV[1] consumer group
 -- ARGV[2] consumer (this worker)
 -- ARGV[3] min idle ms (the visibility timeout)
@@ -14,6 +15,7 @@
 -- ARGV[9] dead-letter cutoff, unix ms: older dead letters are dropped
 -- ARGV[10] not after, server unix ms: a request that runs later is stale (Redis stalled, or it
 --          waited to be read) and claims nothing, since live workers may not have renewed yet
+-- ARGV[11] outcome key prefix (`...:outcome:`)
 -- (lib/time.lua, lib/stream.lua and lib/dead.lua are prepended)
 -- returns { next cursor, { entry id, { field, value, ... }, delivery count, ... },
 --           { dead job id, reason, ... } }
@@ -34,7 +36,8 @@ for _, e in ipairs(r[2]) do
     local f = hf_fields(fields)
     local job = f.id or id
     local reason = hf_too_many(deliveries, max)
-    hf_dead(KEYS[2], job, f.d or '', f.a or '1', f.o or '', reason, ARGV[7], ARGV[8], ARGV[9])
+    hf_dead(KEYS[2], job, f.d or '', f.a or '1', f.o or '', reason, ARGV[7], ARGV[8], ARGV[9],
+      { key = KEYS[3], prefix = ARGV[11] })
     redis.call('XACK', KEYS[1], ARGV[1], id)
     dead[#dead + 1] = job
     dead[#dead + 1] = reason

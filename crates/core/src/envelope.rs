@@ -19,6 +19,9 @@ pub struct JobOptions {
     pub backoff: Option<String>,
     /// The payload is bytes for the caller to take as they are, not (JSON) text.
     pub binary: bool,
+    /// Record the job's outcome (result or error) for this long once it finishes, for
+    /// `waitFor` and `getJob` (`k<ms>`).
+    pub keep_outcome_ms: Option<u64>,
 }
 
 impl JobOptions {
@@ -33,6 +36,9 @@ impl JobOptions {
         if self.binary {
             items.push("r".to_owned());
         }
+        if let Some(k) = self.keep_outcome_ms {
+            items.push(format!("k{k}"));
+        }
         items.join(";")
     }
 
@@ -44,6 +50,7 @@ impl JobOptions {
                 Some(("m", n)) => opts.max_attempts = n.parse().ok().filter(|&m| m > 0),
                 Some(("b", spec)) if !spec.is_empty() => opts.backoff = Some(spec.to_owned()),
                 Some(("r", "")) => opts.binary = true,
+                Some(("k", ms)) => opts.keep_outcome_ms = ms.parse().ok().filter(|&k| k > 0),
                 _ => {}
             }
         }
@@ -162,11 +169,12 @@ mod tests {
             max_attempts: Some(5),
             backoff: Some("e:1000:60000:0.5".into()),
             binary: true,
+            keep_outcome_ms: Some(60_000),
         };
-        assert_eq!(o.encode(), "m5;be:1000:60000:0.5;r");
+        assert_eq!(o.encode(), "m5;be:1000:60000:0.5;r;k60000");
         assert_eq!(JobOptions::decode(&o.encode()), o);
         assert_eq!(JobOptions::decode(""), JobOptions::default());
-        assert_eq!(JobOptions::decode("m0;x;b;rr"), JobOptions::default());
+        assert_eq!(JobOptions::decode("m0;x;b;rr;k0;k"), JobOptions::default());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct NewJob {
     pub backoff: Option<String>,
     /// Not before this time, unix ms.
     pub run_at_ms: Option<u64>,
+    /// Record the outcome for this long once the job finishes (`Queue::wait_for`).
+    pub keep_outcome_ms: Option<u64>,
 }
 
 impl NewJob {
@@ -35,6 +37,7 @@ impl NewJob {
             max_attempts: self.max_attempts,
             backoff: self.backoff.clone(),
             binary: self.binary,
+            keep_outcome_ms: self.keep_outcome_ms,
         }
     }
 }
@@ -57,6 +60,9 @@ pub struct Job {
     pub max_attempts: Option<u32>,
     /// Per-job backoff spec, as given to `add`.
     pub backoff: Option<String>,
+    /// The job keeps its outcome this long (`NewJob::keep_outcome_ms`): complete it with
+    /// [`crate::Outcome::Returned`] to record its result.
+    pub keep_outcome_ms: Option<u64>,
 }
 
 /// Counts of one queue, from [`crate::Queue::stats`].
@@ -102,6 +108,14 @@ impl Stats {
     }
 }
 
+/// A finished job's outcome to record, for a job that keeps it: `record` is `c` + result (or
+/// `d` + error), kept `keep_ms` at `outcome:<id>`.
+pub(crate) struct KeptOutcome {
+    pub id: String,
+    pub keep_ms: u64,
+    pub record: Vec<u8>,
+}
+
 /// A job in the dead letters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadJob {
@@ -143,6 +157,7 @@ pub(crate) fn from_pairs<'a>(
         attempt: 1,
         max_attempts: None,
         backoff: None,
+        keep_outcome_ms: None,
     };
     for (name, value) in pairs {
         match name {
@@ -154,6 +169,7 @@ pub(crate) fn from_pairs<'a>(
                 job.max_attempts = opts.max_attempts;
                 job.backoff = opts.backoff;
                 job.binary = opts.binary;
+                job.keep_outcome_ms = opts.keep_outcome_ms;
             }
             _ => {}
         }

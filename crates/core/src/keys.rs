@@ -21,8 +21,12 @@ pub struct QueueKeys {
     pub dead: String,
     /// zset: worker id -> heartbeat deadline (unix ms).
     pub workers: String,
-    /// hash: `paused`.
+    /// hash: `paused`, and the finished-job totals `completed`, `failed`.
     pub meta: String,
+    /// A short capped stream of the ids whose outcome was just recorded: what `waitFor` reads.
+    pub outcomes: String,
+    /// Prefix of `outcome:<job id>`: a finished job's outcome, for jobs that keep it.
+    pub outcome_prefix: String,
 }
 
 impl QueueKeys {
@@ -33,7 +37,14 @@ impl QueueKeys {
             dead: key(prefix, name, "dead"),
             workers: key(prefix, name, "workers"),
             meta: key(prefix, name, "meta"),
+            outcomes: key(prefix, name, "outcomes"),
+            outcome_prefix: key(prefix, name, "outcome:"),
         }
+    }
+
+    /// The recorded outcome of one job (`c` + result, or `d` + error), for jobs that keep it.
+    pub fn outcome(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.outcome_prefix)
     }
 
     /// Marks a `jobId` as seen, for the dedup window.
@@ -93,7 +104,8 @@ pub fn active_pattern(prefix: &str, name: &str) -> String {
     format!("{}*", glob_escape(&key(prefix, name, "active:")))
 }
 
-fn glob_escape(s: &str) -> String {
+/// `s` with SCAN / ZSCAN glob characters escaped.
+pub fn glob_escape(s: &str) -> String {
     let mut p = String::with_capacity(s.len() + 4);
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -105,15 +117,18 @@ fn glob_escape(s: &str) -> String {
 }
 
 /// The queue a key under `prefix` belongs to, and which part it is (`stream`, `wait`,
-/// `active`, `dedup`, `delayed`, `dead`, `workers`, `meta`); None for any other key.
+/// `active`, `dedup`, `outcome`, `outcomes`, `delayed`, `dead`, `workers`, `meta`); None for
+/// any other key.
 pub fn parse_queue_key<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'static str)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
     // parts with an id of their own after them, which may hold anything: found first
-    let with_id = ["active", "dedup"].into_iter().find_map(|part| {
+    let with_id = ["active", "dedup", "outcome"].into_iter().find_map(|part| {
         let at = rest.find(&format!("}}:{part}:"))?;
         Some((&rest[..at], part))
     });
-    const WHOLE: [&str; 6] = ["stream", "wait", "delayed", "dead", "workers", "meta"];
+    const WHOLE: [&str; 7] = [
+        "stream", "wait", "delayed", "dead", "workers", "meta", "outcomes",
+    ];
     let whole = || {
         let (name, part) = rest.rsplit_once("}:")?;
         WHOLE.into_iter().find(|&p| p == part).map(|p| (name, p))

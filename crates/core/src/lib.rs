@@ -12,6 +12,7 @@
 //!    (connections, the one command runner), `resp`, `scripts`
 //! 3. [`protocol`]: each mode's Redis protocol, returning what happened as values
 //! 4. `runtime`: the worker's tasks and jobs in flight, over any protocol
+//! 4. `outcomes`: waiting for jobs that other processes run (beside the runtime)
 //! 5. `queue`: the facade the binding uses
 
 pub mod config;
@@ -22,6 +23,7 @@ pub mod job;
 pub mod keys;
 pub mod metrics;
 mod net;
+mod outcomes;
 pub mod protocol;
 mod queue;
 mod resp;
@@ -38,6 +40,7 @@ pub use config::{
 pub use envelope::JobOptions;
 pub use error::{Error, Result};
 pub use job::{DeadJob, Job, NewJob, Stats};
-pub use queue::{FoundQueue, Queue, MAX_JOB_ID_LEN};
+pub use outcomes::JobOutcome;
+pub use queue::{FoundQueue, JobState, JobStatus, Queue, MAX_JOB_ID_LEN};
 pub use runtime::{CloseReport, Dispatch, Outcome, Worker, WorkerEvent};
 pub use server::ServerWarning;

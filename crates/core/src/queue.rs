@@ -3,15 +3,48 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Mode, QueueConfig, WorkerConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::job::{DeadJob, NewJob, Stats};
+use crate::job::{DeadJob, Job, NewJob, Stats};
 use crate::metrics::{self, Counters};
 use crate::net::Endpoint;
+use crate::outcomes::{JobOutcome, Outcomes};
+use crate::protocol::Place;
 use crate::protocol::{AnyProtocol, Protocol};
 use crate::runtime::{Dispatch, Worker};
+
+/// Where a job is, from [`Queue::get_job`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Waiting,
+    Active,
+    /// Waiting for its start time, or for a retry's backoff.
+    Delayed,
+    /// Finished, with its outcome recorded (only jobs added with `keep_outcome_ms`).
+    Completed,
+    /// In the dead letters, or its recorded outcome says so.
+    Dead,
+    /// Not found: never added, finished without keeping its outcome (or the record expired),
+    /// its dead letter trimmed, or moving between two places while it was looked for.
+    Unknown,
+}
+
+/// What [`Queue::get_job`] found.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub state: JobState,
+    /// The job as stored (waiting, active, delayed).
+    pub job: Option<Job>,
+    /// Its recorded outcome (completed, or dead), for jobs that keep it.
+    pub outcome: Option<JobOutcome>,
+    /// Its dead letter, when found in the dead letters.
+    pub dead: Option<DeadJob>,
+    /// When a delayed job is due, unix ms.
+    pub due_ms: Option<u64>,
+}
 
 /// A queue found under a prefix by [`Queue::find_queues`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +61,7 @@ pub const MAX_JOB_ID_LEN: usize = 256;
 pub struct Queue {
     cfg: QueueConfig,
     protocol: Arc<AnyProtocol>,
+    outcomes: Outcomes,
     counters: Arc<Counters>,
     closed: AtomicBool,
 }
@@ -38,10 +72,13 @@ impl Queue {
         cfg.validate()?;
         let conn = Conn::new(Endpoint::for_queue(&cfg)?);
         let protocol = Arc::new(AnyProtocol::new(&cfg, conn));
+        let common = protocol.common();
+        let outcomes = Outcomes::new(common.conn.clone(), common.keys.clone());
         let counters = metrics::for_queue(&cfg.url, &cfg.prefix, &cfg.name);
         Ok(Arc::new(Self {
             cfg,
             protocol,
+            outcomes,
             counters,
             closed: AtomicBool::new(false),
         }))
@@ -219,6 +256,50 @@ impl Queue {
             }
             cursor = next;
         }
+    }
+
+    /// Waits up to `timeout` for job `id` to finish, in any process: its recorded outcome, or
+    /// None when it did not come in time. Only jobs added with `keep_outcome_ms` record one.
+    pub async fn wait_for(&self, id: &str, timeout: Duration) -> Result<Option<JobOutcome>> {
+        self.check_open()?;
+        self.outcomes.wait(id, timeout).await
+    }
+
+    /// Where job `id` is now, as far as can be told without an index of jobs: its recorded
+    /// outcome (O(1)), else the waiting and active jobs, the delayed ones and the dead letters,
+    /// read page by page (O(all of them) for a job in none). A snapshot: a job moving between
+    /// two of them meanwhile may read as unknown.
+    pub async fn get_job(&self, id: &str) -> Result<JobStatus> {
+        self.check_open()?;
+        let status = |state, job, outcome, dead, due_ms| JobStatus {
+            state,
+            job,
+            outcome,
+            dead,
+            due_ms,
+        };
+        if let Some(outcome) = self.outcomes.get(id).await? {
+            let state = match outcome {
+                JobOutcome::Completed(_) => JobState::Completed,
+                JobOutcome::Dead(_) => JobState::Dead,
+            };
+            return Ok(status(state, None, Some(outcome), None, None));
+        }
+        if let Some((place, job)) = self.protocol.locate(id).await? {
+            let state = match place {
+                Place::Waiting => JobState::Waiting,
+                Place::Active => JobState::Active,
+            };
+            return Ok(status(state, Some(job), None, None, None));
+        }
+        let common = self.protocol.common();
+        if let Some((job, due)) = common.delayed_find(id).await? {
+            return Ok(status(JobState::Delayed, Some(job), None, None, Some(due)));
+        }
+        if let Some(dead) = common.dead_find(id).await? {
+            return Ok(status(JobState::Dead, None, None, Some(dead), None));
+        }
+        Ok(status(JobState::Unknown, None, None, None, None))
     }
 
     fn check_job(&self, job: &NewJob) -> Result<()> {

@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::list::ListProtocol;
 use super::stream::{StreamProtocol, StreamReader};
-use super::{Common, Consumer, Cursor, Protocol, Reaped, Recovered};
+use super::{Common, Consumer, Cursor, Place, Protocol, Reaped, Recovered};
 use crate::config::{Mode, QueueConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
@@ -82,6 +82,10 @@ impl Protocol for AnyProtocol {
 
     async fn stats(&self) -> Result<Stats> {
         each!(self, p => p.stats().await)
+    }
+
+    async fn locate(&self, id: &str) -> Result<Option<(Place, Job)>> {
+        each!(self, p => p.locate(id).await)
     }
 
     async fn peek(&self, limit: usize) -> Result<Vec<Job>> {

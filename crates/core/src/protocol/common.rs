@@ -5,11 +5,11 @@
 use bytes::Bytes;
 use redis::{Script, Value};
 
-use super::{Consumer, DeadPolicy};
+use super::{job_of_envelope, Consumer, DeadPolicy, PAGE};
 use crate::conn::Conn;
 use crate::envelope::JobOptions;
 use crate::error::Result;
-use crate::job::{array, as_bytes, as_str, text, DeadJob, NewJob};
+use crate::job::{array, as_bytes, as_str, text, DeadJob, Job, NewJob};
 use crate::keys::QueueKeys;
 use crate::scripts;
 use crate::util::{new_job_id, now_ms};
@@ -83,6 +83,36 @@ impl Common {
         self.conn.query(meta, &cmd).await
     }
 
+    /// Records the outcomes of completed jobs that keep theirs, as `lua/lib/dead.lua`
+    /// `hf_outcome` does for dead ones: `outcome:<id>` for `keep_ms`, then the id on the
+    /// `outcomes` stream that `waitFor` reads (key first, so a reader never finds the id
+    /// without the key).
+    pub(crate) async fn record_outcomes(&self, outcomes: &[crate::job::KeptOutcome]) -> Result<()> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        for o in outcomes {
+            pipe.cmd("SET")
+                .arg(k.outcome(&o.id))
+                .arg(&o.record)
+                .arg("PX")
+                .arg(o.keep_ms)
+                .ignore();
+        }
+        for o in outcomes {
+            // one entry per id: the reader matches entries to its waiters by id
+            pipe.cmd("XADD")
+                .arg(&k.outcomes)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(1000)
+                .arg("*")
+                .arg("id")
+                .arg(&o.id)
+                .ignore();
+        }
+        self.conn.pipe(&k.outcomes, &pipe).await
+    }
+
     /// Adds to the queue-wide totals of finished jobs (`meta` fields `completed`, `failed`),
     /// which every process's workers feed: the rates that `holdfast watch` and the dashboard show.
     pub async fn add_totals(&self, completed: u64, failed: u64) -> Result<()> {
@@ -93,7 +123,7 @@ impl Common {
                 pipe.cmd("HINCRBY").arg(meta).arg(field).arg(n).ignore();
             }
         }
-        if pipe.len() == 0 {
+        if pipe.is_empty() {
             return Ok(());
         }
         self.conn.pipe(meta, &pipe).await
@@ -120,31 +150,69 @@ impl Common {
             .arg(offset + limit)
             .to_owned();
         let reply: Value = self.conn.query(dead, &cmd).await?;
-        let mut out = Vec::new();
-        for entry in array(reply).into_iter().skip(offset) {
-            let fields = array(entry)
-                .into_iter()
-                .nth(1)
-                .map(array)
-                .unwrap_or_default();
-            let mut job = DeadJob::default();
-            for pair in fields.chunks_exact(2) {
-                let (Some(name), Some(value)) = (as_str(&pair[0]), as_bytes(&pair[1])) else {
-                    continue;
-                };
-                match name.as_ref() {
-                    "id" => job.id = text(&value),
-                    "d" => job.payload = Bytes::copy_from_slice(&value),
-                    "a" => job.attempts = text(&value).parse().unwrap_or(0),
-                    "o" => job.binary = JobOptions::decode(&text(&value)).binary,
-                    "err" => job.error = text(&value),
-                    "t" => job.failed_at_ms = text(&value).parse().unwrap_or(0),
-                    _ => {}
+        Ok(dead_entries(reply)
+            .into_iter()
+            .skip(offset)
+            .map(|(_, job)| job)
+            .collect())
+    }
+
+    /// The newest dead letter of job `id`: read page by page, newest first (O(dead letters)
+    /// when it is not there).
+    pub async fn dead_find(&self, id: &str) -> Result<Option<DeadJob>> {
+        let dead = &self.keys.dead;
+        let mut from = "+".to_owned();
+        loop {
+            let cmd = redis::cmd("XREVRANGE")
+                .arg(dead)
+                .arg(&from)
+                .arg("-")
+                .arg("COUNT")
+                .arg(PAGE)
+                .to_owned();
+            let reply: Value = self.conn.query(dead, &cmd).await?;
+            let page = dead_entries(reply);
+            let full = page.len() == PAGE;
+            for (entry_id, job) in page {
+                if job.id == id {
+                    return Ok(Some(job));
+                }
+                from = format!("({entry_id}");
+            }
+            if !full {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The delayed job `id` (waiting for its start time or a retry backoff), and when it is
+    /// due: ZSCAN with a pattern on the envelope's id (O(delayed jobs)).
+    pub async fn delayed_find(&self, id: &str) -> Result<Option<(Job, u64)>> {
+        let delayed = &self.keys.delayed;
+        let pattern = format!("*|{}|{}*", id.len(), crate::keys::glob_escape(id));
+        let mut cursor = 0u64;
+        loop {
+            let cmd = redis::cmd("ZSCAN")
+                .arg(delayed)
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(PAGE)
+                .to_owned();
+            let (next, pairs): (u64, Vec<Vec<u8>>) = self.conn.query(delayed, &cmd).await?;
+            for pair in pairs.chunks_exact(2) {
+                let env = crate::envelope::decode(&pair[0]);
+                if env.id == id {
+                    let due = text(&pair[1]).parse::<f64>().unwrap_or(0.0) as u64;
+                    return Ok(Some((job_of_envelope(pair[0].clone()), due)));
                 }
             }
-            out.push(job);
+            if next == 0 {
+                return Ok(None);
+            }
+            cursor = next;
         }
-        Ok(out)
     }
 
     /// Deletes every dead letter. Returns how many there were.
@@ -227,4 +295,34 @@ impl Common {
         };
         self.conn.invoke(dead, &call).await
     }
+}
+
+/// Dead-letter entries (`id d a o err t`) of an XRANGE / XREVRANGE reply, with their entry ids.
+fn dead_entries(reply: Value) -> Vec<(String, DeadJob)> {
+    let mut out = Vec::new();
+    for entry in array(reply) {
+        let mut parts = array(entry).into_iter();
+        let entry_id = parts
+            .next()
+            .and_then(|id| as_str(&id).map(|s| s.into_owned()))
+            .unwrap_or_default();
+        let fields = parts.next().map(array).unwrap_or_default();
+        let mut job = DeadJob::default();
+        for pair in fields.chunks_exact(2) {
+            let (Some(name), Some(value)) = (as_str(&pair[0]), as_bytes(&pair[1])) else {
+                continue;
+            };
+            match name.as_ref() {
+                "id" => job.id = text(&value),
+                "d" => job.payload = Bytes::copy_from_slice(&value),
+                "a" => job.attempts = text(&value).parse().unwrap_or(0),
+                "o" => job.binary = JobOptions::decode(&text(&value)).binary,
+                "err" => job.error = text(&value),
+                "t" => job.failed_at_ms = text(&value).parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        out.push((entry_id, job));
+    }
+    out
 }

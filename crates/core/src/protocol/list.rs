@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{dead_pairs, Common, Consumer, Protocol, Reaped};
+use super::{dead_pairs, job_of_envelope, Common, Consumer, Place, Protocol, Reaped, PAGE};
 use crate::conn::dedicated;
-use crate::envelope::{decode, encode, JobOptions};
+use crate::envelope::{decode, encode};
 use crate::error::{Error, Result};
 use crate::job::{Job, NewJob, Stats};
 use crate::keys::ListKeys;
@@ -109,6 +109,41 @@ impl Protocol for ListProtocol {
         })
     }
 
+    /// The wait list page by page, then every registered worker's processing list.
+    async fn locate(&self, id: &str) -> Result<Option<(Place, Job)>> {
+        let conn = &self.common.conn;
+        let matches = |el: &Vec<u8>| decode(el).id == id;
+        let wait = &self.keys.wait;
+        let mut start = 0i64;
+        loop {
+            let cmd = redis::cmd("LRANGE")
+                .arg(wait)
+                .arg(start)
+                .arg(start + PAGE as i64 - 1)
+                .to_owned();
+            let page: Vec<Vec<u8>> = conn.query(wait, &cmd).await?;
+            if let Some(el) = page.iter().find(|el| matches(el)) {
+                return Ok(Some((Place::Waiting, job_of_envelope(el.clone()))));
+            }
+            if page.len() < PAGE {
+                break;
+            }
+            start += PAGE as i64;
+        }
+        let workers = &self.common.keys.workers;
+        let cmd = redis::cmd("ZRANGE").arg(workers).arg(0).arg(-1).to_owned();
+        let ids: Vec<String> = conn.query(workers, &cmd).await?;
+        for worker in ids {
+            let active = self.keys.active(&worker);
+            let cmd = redis::cmd("LRANGE").arg(&active).arg(0).arg(-1).to_owned();
+            let held: Vec<Vec<u8>> = conn.query(&active, &cmd).await?;
+            if let Some(el) = held.into_iter().find(|el| matches(el)) {
+                return Ok(Some((Place::Active, job_of_envelope(el))));
+            }
+        }
+        Ok(None)
+    }
+
     /// The consuming end of the wait list (its right), oldest first.
     async fn peek(&self, limit: usize) -> Result<Vec<Job>> {
         if limit == 0 {
@@ -121,7 +156,7 @@ impl Protocol for ListProtocol {
             .arg(-1)
             .to_owned();
         let elements: Vec<Vec<u8>> = self.common.conn.query(wait, &cmd).await?;
-        Ok(elements.into_iter().rev().map(to_job).collect())
+        Ok(elements.into_iter().rev().map(job_of_envelope).collect())
     }
 
     async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {
@@ -186,7 +221,7 @@ impl Protocol for ListProtocol {
                 Err(e) => return Err(e),
             }
         }
-        Ok(elements.into_iter().map(to_job).collect())
+        Ok(elements.into_iter().map(job_of_envelope).collect())
     }
 
     async fn listed(&self, c: &Consumer) -> Result<Option<Vec<Vec<u8>>>> {
@@ -291,11 +326,13 @@ impl Protocol for ListProtocol {
                 .key(&active)
                 .key(&self.keys.wait)
                 .key(&k.dead)
+                .key(&k.outcomes)
                 .arg(worker)
                 .arg(c.max_deliveries)
                 .arg(self.common.dead.max_len)
                 .arg(self.common.dead.cutoff())
-                .arg(not_after);
+                .arg(not_after)
+                .arg(&k.outcome_prefix);
             let res: Option<(Vec<String>, Vec<redis::Value>)> = conn.invoke(&active, &call).await?;
             if let Some((requeued, dead)) = res {
                 reaped.stalled.extend(requeued);
@@ -335,6 +372,7 @@ impl ListProtocol {
         let mut call = scripts::LIST_DEAD.prepare_invoke();
         call.key(active)
             .key(&self.common.keys.dead)
+            .key(&self.common.keys.outcomes)
             .arg(element)
             .arg(id)
             .arg(payload)
@@ -343,26 +381,8 @@ impl ListProtocol {
             .arg(now_ms())
             .arg(dead.max_len)
             .arg(dead.cutoff())
-            .arg(options);
+            .arg(options)
+            .arg(&self.common.keys.outcome_prefix);
         call
-    }
-}
-
-/// An element as a job: an envelope, or another producer's data (any bytes) as attempt 1.
-fn to_job(element: Vec<u8>) -> Job {
-    let receipt = Bytes::from(element);
-    let env = decode(&receipt);
-    let opts = JobOptions::decode(env.options);
-    // the payload is the element's tail: a view of it, not a copy
-    let payload = receipt.slice_ref(env.payload);
-    Job {
-        token: 0,
-        id: env.id.into_owned(),
-        payload,
-        binary: opts.binary,
-        attempt: env.attempt.max(1),
-        max_attempts: opts.max_attempts,
-        backoff: opts.backoff,
-        receipt,
     }
 }

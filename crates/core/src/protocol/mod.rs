@@ -13,6 +13,7 @@ use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::envelope::{decode, JobOptions};
 use crate::error::{Error, Result};
 use crate::job::{as_str, Job, NewJob, Stats};
 use crate::util::now_ms;
@@ -24,6 +25,16 @@ pub mod stream;
 
 pub use any::{AnyProtocol, AnyReader};
 pub use common::{Common, Heartbeat};
+
+/// Items per round trip when a tool reads a structure page by page.
+pub const PAGE: usize = 1000;
+
+/// Where [`Protocol::locate`] found a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Waiting,
+    Active,
+}
 
 /// The worker calling a consumer-side operation.
 #[derive(Debug, Clone)]
@@ -110,6 +121,11 @@ pub trait Protocol: Send + Sync + 'static {
     /// The next `limit` jobs workers will be given, in order (read only; a job may be taken
     /// meanwhile). Their tokens are 0.
     fn peek(&self, limit: usize) -> impl Future<Output = Result<Vec<Job>>> + Send;
+
+    /// Where job `id` is among the jobs workers fetch or hold: read page by page (`PAGE` per
+    /// round trip), O(waiting + active) when it is in neither. Delayed jobs and dead letters
+    /// are `Common`'s (`delayed_find`, `dead_find`).
+    fn locate(&self, id: &str) -> impl Future<Output = Result<Option<(Place, Job)>>> + Send;
 
     /// Moves dead letters back to the queue as fresh jobs: these ids, or all. Returns how many.
     fn dead_retry(&self, ids: Option<&[String]>) -> impl Future<Output = Result<u64>> + Send;
@@ -242,4 +258,24 @@ fn dead_pairs(flat: &[redis::Value]) -> Vec<Dead> {
             })
         })
         .collect()
+}
+
+/// An element as a job: an envelope, or another producer's data (any bytes) as attempt 1.
+pub(crate) fn job_of_envelope(element: Vec<u8>) -> Job {
+    let receipt = Bytes::from(element);
+    let env = decode(&receipt);
+    let opts = JobOptions::decode(env.options);
+    // the payload is the element's tail: a view of it, not a copy
+    let payload = receipt.slice_ref(env.payload);
+    Job {
+        token: 0,
+        id: env.id.into_owned(),
+        payload,
+        binary: opts.binary,
+        attempt: env.attempt.max(1),
+        max_attempts: opts.max_attempts,
+        backoff: opts.backoff,
+        keep_outcome_ms: opts.keep_outcome_ms,
+        receipt,
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::{dead_pairs, Common, Consumer, Cursor, Protocol, Reaped, Recovered};
+use super::{dead_pairs, Common, Consumer, Cursor, Place, Protocol, Reaped, Recovered, PAGE};
 use crate::error::{Error, Result};
 use crate::job::{array, as_str, from_fields, Job, NewJob, Stats};
 use crate::keys::{StreamKeys, GROUP};
@@ -77,52 +77,72 @@ impl Protocol for StreamProtocol {
         Ok(Stats::from_counts(&counts))
     }
 
+    /// The stream page by page: an entry after the group's last delivered one waits; one at or
+    /// before it is active while pending (else finished and not yet trimmed: read on, a retry
+    /// is a newer entry).
+    async fn locate(&self, id: &str) -> Result<Option<(Place, Job)>> {
+        let stream = &self.keys.stream;
+        let conn = &self.common.conn;
+        let Some(last) = self.last_delivered().await? else {
+            return Ok(None);
+        };
+        let last = entry_order(&last);
+        let mut from = "-".to_owned();
+        loop {
+            let cmd = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(&from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .to_owned();
+            let page = entries(conn.query(stream, &cmd).await?);
+            let full = page.len() == PAGE;
+            for job in page {
+                let entry = String::from_utf8_lossy(&job.receipt).into_owned();
+                from = format!("({entry}");
+                if job.id != id {
+                    continue;
+                }
+                if entry_order(&entry) > last {
+                    return Ok(Some((Place::Waiting, job)));
+                }
+                let cmd = redis::cmd("XPENDING")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg(&entry)
+                    .arg(&entry)
+                    .arg(1)
+                    .to_owned();
+                let pending: Value = conn.query(stream, &cmd).await?;
+                if !array(pending).is_empty() {
+                    return Ok(Some((Place::Active, job)));
+                }
+            }
+            if !full {
+                return Ok(None);
+            }
+        }
+    }
+
     /// The entries after the group's last delivered one (all of them before any worker made
     /// the group). Two reads, not atomic: a job read meanwhile may still be listed.
     async fn peek(&self, limit: usize) -> Result<Vec<Job>> {
         let stream = &self.keys.stream;
-        let conn = &self.common.conn;
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let exists: bool = conn.query(stream, redis::cmd("EXISTS").arg(stream)).await?;
-        if !exists {
+        let Some(last) = self.last_delivered().await? else {
             return Ok(Vec::new());
-        }
-        let groups: Value = conn
-            .query(stream, redis::cmd("XINFO").arg("GROUPS").arg(stream))
-            .await?;
-        let mut from = "-".to_owned();
-        for g in array(groups) {
-            let fields = array(g);
-            let field = |name: &str| {
-                fields
-                    .chunks_exact(2)
-                    .find(|p| as_str(&p[0]).as_deref() == Some(name))
-                    .and_then(|p| as_str(&p[1]).map(|v| v.into_owned()))
-            };
-            if field("name").as_deref() == Some(GROUP) {
-                if let Some(last) = field("last-delivered-id") {
-                    from = format!("({last}");
-                }
-            }
-        }
+        };
         let cmd = redis::cmd("XRANGE")
             .arg(stream)
-            .arg(&from)
+            .arg(format!("({last}"))
             .arg("+")
             .arg("COUNT")
             .arg(limit)
             .to_owned();
-        let entries: Value = conn.query(stream, &cmd).await?;
-        Ok(array(entries)
-            .into_iter()
-            .filter_map(|e| {
-                let mut parts = array(e).into_iter();
-                let id = as_str(&parts.next()?)?.into_owned();
-                Some(from_fields(id, &array(parts.next()?)))
-            })
-            .collect())
+        Ok(entries(self.common.conn.query(stream, &cmd).await?))
     }
 
     async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {
@@ -182,6 +202,7 @@ impl Protocol for StreamProtocol {
         let mut call = scripts::STREAM_RECOVER.prepare_invoke();
         call.key(stream)
             .key(&self.common.keys.dead)
+            .key(&self.common.keys.outcomes)
             .arg(GROUP)
             .arg(&c.id)
             .arg(c.visibility_timeout.as_millis() as u64)
@@ -191,7 +212,8 @@ impl Protocol for StreamProtocol {
             .arg(now_ms())
             .arg(dead.max_len)
             .arg(dead.cutoff())
-            .arg(not_after);
+            .arg(not_after)
+            .arg(&self.common.keys.outcome_prefix);
         let reply: Value = self.common.conn.invoke(stream, &call).await?;
         let mut parts = array(reply).into_iter();
         cursor.0 = parts
@@ -260,6 +282,7 @@ impl Protocol for StreamProtocol {
         let mut call = scripts::STREAM_DEAD.prepare_invoke();
         call.key(stream)
             .key(&self.common.keys.dead)
+            .key(&self.common.keys.outcomes)
             .arg(GROUP)
             .arg(receipt)
             .arg(id)
@@ -267,7 +290,8 @@ impl Protocol for StreamProtocol {
             .arg(reason)
             .arg(now_ms())
             .arg(dead.max_len)
-            .arg(dead.cutoff());
+            .arg(dead.cutoff())
+            .arg(&self.common.keys.outcome_prefix);
         let moved: i64 = self.common.conn.invoke(stream, &call).await?;
         Ok(moved == 1)
     }
@@ -343,4 +367,53 @@ impl Protocol for StreamProtocol {
         }
         Ok(true)
     }
+}
+
+impl StreamProtocol {
+    /// The group's last delivered entry id ("0-0" before any worker made the group); None when
+    /// the stream does not exist.
+    async fn last_delivered(&self) -> Result<Option<String>> {
+        let stream = &self.keys.stream;
+        let conn = &self.common.conn;
+        let exists: bool = conn.query(stream, redis::cmd("EXISTS").arg(stream)).await?;
+        if !exists {
+            return Ok(None);
+        }
+        let groups: Value = conn
+            .query(stream, redis::cmd("XINFO").arg("GROUPS").arg(stream))
+            .await?;
+        for g in array(groups) {
+            let fields = array(g);
+            let field = |name: &str| {
+                fields
+                    .chunks_exact(2)
+                    .find(|p| as_str(&p[0]).as_deref() == Some(name))
+                    .and_then(|p| as_str(&p[1]).map(|v| v.into_owned()))
+            };
+            if field("name").as_deref() == Some(GROUP) {
+                return Ok(Some(
+                    field("last-delivered-id").unwrap_or_else(|| "0-0".into()),
+                ));
+            }
+        }
+        Ok(Some("0-0".to_owned()))
+    }
+}
+
+/// The jobs of an XRANGE reply.
+fn entries(reply: Value) -> Vec<Job> {
+    array(reply)
+        .into_iter()
+        .filter_map(|e| {
+            let mut parts = array(e).into_iter();
+            let id = as_str(&parts.next()?)?.into_owned();
+            Some(from_fields(id, &array(parts.next()?)))
+        })
+        .collect()
+}
+
+/// A stream entry id as a number pair, to compare ids.
+fn entry_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::dispatch::WorkerEvent;
 use super::shared::{Finish, Shared};
 use crate::error::Result;
+use crate::job::KeptOutcome;
 use crate::protocol::Protocol;
 use crate::util::Backoff;
 
@@ -24,6 +25,7 @@ const CLOSE_TRIES: u32 = 5;
 #[derive(Default)]
 struct Batch {
     acks: Vec<Bytes>,
+    outcomes: Vec<KeptOutcome>,
     others: Vec<Finish>,
     flushed: Vec<oneshot::Sender<()>>,
     untrimmed: bool,
@@ -33,6 +35,7 @@ impl Batch {
     fn add(&mut self, m: Finish) {
         match m {
             Finish::Acks(mut receipts) => self.acks.append(&mut receipts),
+            Finish::Outcomes(mut kept) => self.outcomes.append(&mut kept),
             Finish::Trim => self.untrimmed = true,
             Finish::Flush(tx) => self.flushed.push(tx),
             other => self.others.push(other),
@@ -40,7 +43,7 @@ impl Batch {
     }
 
     fn is_empty(&self) -> bool {
-        self.acks.is_empty() && self.others.is_empty()
+        self.acks.is_empty() && self.others.is_empty() && self.outcomes.is_empty()
     }
 }
 
@@ -91,7 +94,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fin
         if batch.is_empty() {
             continue;
         }
-        match flush(&shared, &batch.acks, &mut batch.others).await {
+        match flush(&shared, &mut batch.outcomes, &batch.acks, &mut batch.others).await {
             Ok(()) => {
                 batch.acks.clear();
                 backoff.reset();
@@ -121,10 +124,20 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Fin
     batch.acks.len() + batch.others.len()
 }
 
-/// Writes one batch: acks in one go, then failures and dead letters one script call each (they
-/// are rare). Those done are removed from `others`, so a retry after an error repeats none.
-async fn flush(shared: &Shared, acks: &[Bytes], others: &mut Vec<Finish>) -> Result<()> {
+/// Writes one batch: outcomes to keep, then acks in one go, then failures and dead letters one
+/// script call each (they are rare). What is done is removed, so a retry after an error repeats
+/// none of it.
+async fn flush(
+    shared: &Shared,
+    outcomes: &mut Vec<KeptOutcome>,
+    acks: &[Bytes],
+    others: &mut Vec<Finish>,
+) -> Result<()> {
     let (p, c) = (&*shared.protocol, &shared.consumer);
+    if !outcomes.is_empty() {
+        p.common().record_outcomes(outcomes).await?;
+        outcomes.clear();
+    }
     if !acks.is_empty() {
         p.ack(c, acks).await?;
     }
@@ -151,7 +164,7 @@ async fn flush(shared: &Shared, acks: &[Bytes], others: &mut Vec<Finish>) -> Res
                     });
                 }
             }
-            Finish::Acks(_) | Finish::Trim | Finish::Flush(_) => {}
+            Finish::Acks(_) | Finish::Outcomes(_) | Finish::Trim | Finish::Flush(_) => {}
         }
         others.pop();
     }

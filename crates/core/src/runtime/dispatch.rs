@@ -27,6 +27,9 @@ pub enum WorkerEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
+    /// Completed, with the handler's result (encoded): recorded when the job keeps its outcome
+    /// (`Job::keep_outcome_ms`), else the same as `Completed`.
+    Returned(bytes::Bytes),
     /// The handler failed. If attempts remain, the next one starts after `retry_in` (waiting in
     /// the `delayed` zset, so a crash meanwhile loses nothing).
     Failed {

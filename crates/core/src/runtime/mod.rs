@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{Job, KeptOutcome};
 use crate::metrics::Counters;
 use crate::protocol::{AnyProtocol, Consumer, Protocol};
 use crate::util::{now_ms, random_u64};
@@ -108,6 +108,7 @@ impl Worker {
         let mut finished = 0;
         // One message for all the acks of this call: the hot path sends per batch, not per job.
         let mut acks = Vec::new();
+        let mut kept = Vec::new();
         let (mut failed, mut retried) = (0, 0);
         let mut durations = Vec::new();
         let now = std::time::Instant::now();
@@ -122,7 +123,18 @@ impl Worker {
                     durations.push(now.saturating_duration_since(started));
                 }
                 let finish = match outcome {
-                    Outcome::Completed => {
+                    Outcome::Completed | Outcome::Returned(_) => {
+                        if let Some(keep_ms) = job.keep_outcome_ms {
+                            let mut record = b"c".to_vec();
+                            if let Outcome::Returned(result) = outcome {
+                                record.extend_from_slice(&result);
+                            }
+                            kept.push(KeptOutcome {
+                                id: job.id,
+                                keep_ms,
+                                record,
+                            });
+                        }
                         acks.push(job.receipt);
                         continue;
                     }
@@ -157,6 +169,9 @@ impl Worker {
         self.shared
             .counters
             .finished(acks.len() as u64, failed, retried, durations);
+        if !kept.is_empty() {
+            let _ = tx.send(Finish::Outcomes(kept));
+        }
         if !acks.is_empty() {
             let _ = tx.send(Finish::Acks(acks));
         }

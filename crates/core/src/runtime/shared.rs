@@ -13,7 +13,7 @@ use super::dispatch::{Dispatch, WorkerEvent};
 use super::prefetch::Prefetch;
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{Job, KeptOutcome};
 use crate::metrics::Counters;
 use crate::protocol::{AnyProtocol, Consumer, Dead, Protocol};
 
@@ -21,6 +21,9 @@ use crate::protocol::{AnyProtocol, Consumer, Dead, Protocol};
 pub(super) enum Finish {
     /// Receipts of completed jobs, one message per `Worker::complete` call.
     Acks(Vec<Bytes>),
+    /// Outcomes to record (jobs that keep theirs), sent before the acks of the same jobs: the
+    /// acker writes them first, so a job is never acked without its outcome.
+    Outcomes(Vec<KeptOutcome>),
     Retry {
         receipt: Bytes,
         id: String,
@@ -60,6 +63,7 @@ pub(super) struct InFlight {
     pub max_attempts: Option<u32>,
     /// When a handler got it (None while prefetched): the duration metric.
     pub started: Option<Instant>,
+    pub keep_outcome_ms: Option<u64>,
 }
 
 /// Jobs in flight, indexed by `Job::token`.
@@ -488,6 +492,7 @@ impl Shared {
                     attempt: job.attempt,
                     max_attempts: job.max_attempts,
                     started: None,
+                    keep_outcome_ms: job.keep_outcome_ms,
                 });
             }
         }
