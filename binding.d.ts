@@ -26,6 +26,10 @@ export declare class NativeQueue {
   peek(limit: number): Promise<Array<NativeWaitingJob>>
   /** The queues with keys under this queue's prefix, by name. */
   findQueues(): Promise<Array<FoundQueue>>
+  /** Waits up to `timeoutMs` for job `id`'s recorded outcome; null when it did not come. */
+  waitFor(id: string, timeoutMs: number): Promise<NativeOutcome | null>
+  /** Where job `id` is now (see `Queue::get_job` for what that costs). */
+  getJob(id: string): Promise<NativeJobStatus>
   /** 'stream' or 'list' as this queue's keys in Redis say; null when they do not tell. */
   detectMode(): Promise<string | null>
   /** Stops fetching in every worker of this queue, in every process. */
@@ -55,11 +59,12 @@ export declare class NativeWorker {
   /** The worker's max attempts (the option, or its default). */
   get maxAttempts(): number
   /**
-   * Reports finished jobs: `ok` tokens succeeded; `failed[i]` failed with `reasons[i]`, and
-   * its next attempt (if any remain) waits `delays[i]` ms. Returns the next jobs to run
-   * (prefetched, for the slots just freed), or null.
+   * Reports finished jobs: `ok` tokens succeeded; `returned[i]` succeeded with the encoded
+   * result `results[i]` (jobs that keep their outcome); `failed[i]` failed with
+   * `reasons[i]`, and its next attempt (if any remain) waits `delays[i]` ms. Returns the
+   * next jobs to run (prefetched, for the slots just freed), or null.
    */
-  complete(ok: Uint32Array, failed: Uint32Array, reasons: Array<string>, delays: Uint32Array): JobBatch | null
+  complete(ok: Uint32Array, failed: Uint32Array, reasons: Array<string>, delays: Uint32Array, returned?: Uint32Array | undefined | null, results?: Array<string> | undefined | null): JobBatch | null
   /**
    * Pauses this worker now (the queue's flag reaches it at its next poll anyway); resolves
    * once it reads nothing new.
@@ -88,6 +93,8 @@ export interface AddColumns {
    * Buffers.
    */
   binaries?: Array<Buffer | undefined | null>
+  /** Record the outcome for this many ms once the job finishes (`waitFor`, `getJob`). */
+  keepOutcomeMs?: Array<number | undefined | null>
 }
 
 /** What a worker's close could not do cleanly. */
@@ -141,6 +148,11 @@ export interface JobBatch {
    * `payloads`); absent when no job of the batch has any.
    */
   binaries?: Array<Buffer | undefined | null>
+  /**
+   * 1 where the job keeps its outcome (report its result through `complete`'s `returned`);
+   * absent when no job of the batch does.
+   */
+  keeps?: Uint8Array
 }
 
 /** Longest `jobId`, in bytes (checked in JS per call, so one bad add never sinks a batch). */
@@ -165,6 +177,32 @@ export interface NativeEvent {
   code?: string
   message?: string
   ids?: Array<string>
+}
+
+/** Where a job is, from `getJob`. */
+export interface NativeJobStatus {
+  /** 'waiting', 'active', 'delayed', 'completed', 'dead' or 'unknown'. */
+  state: string
+  /** The stored data (waiting, active, delayed, dead letters): JSON, '' when bytes. */
+  payload?: string
+  bytes?: Buffer
+  attempt?: number
+  result?: string
+  error?: string
+  /** Unix ms: when a dead letter failed. */
+  failedAt?: number
+  /** Unix ms: when a delayed job is due. */
+  dueAt?: number
+}
+
+/** How a job that keeps its outcome finished. */
+export interface NativeOutcome {
+  /** 'completed' or 'dead'. */
+  state: string
+  /** The handler's result, JSON ('' when it returned nothing); completed jobs. */
+  result?: string
+  /** The last error; dead jobs. */
+  error?: string
 }
 
 /** A job waiting in the queue, as `peek` reads it. */

@@ -27,7 +27,7 @@ function noStack(r) {
 test('every command answers --help with its usage, and the bare command lists them', async () => {
   const top = await holdfast(['--help'])
   assert.equal(top.code, 0)
-  const commands = ['queues', 'stats', 'peek', 'dead', 'pause', 'resume', 'watch', 'metrics', 'dashboard']
+  const commands = ['queues', 'stats', 'peek', 'job', 'dead', 'pause', 'resume', 'watch', 'metrics', 'dashboard']
   for (const c of commands) assert.match(top.stdout, new RegExp(`^  ${c} `, 'm'))
   const helps = await Promise.all(commands.map((c) => holdfast([c, '--help'])))
   for (const [i, r] of helps.entries()) {
@@ -115,6 +115,12 @@ test('dead list, retry (ids or --all) and purge; a wrong id exits 3', async (t) 
   }, { maxAttempts: 1 })
   await waitFor(async () => (await queue.stats()).dead === 3, 10_000, 'three dead letters')
 
+  const where = await holdfast(['job', name, 'job-2', ...conn, '--json'])
+  assert.equal(where.code, 0, where.stderr)
+  assert.deepEqual(JSON.parse(where.stdout), { ...JSON.parse(where.stdout), id: 'job-2', state: 'dead', error: 'no luck for job-2', data: { i: 2 } })
+  const nowhere = await holdfast(['job', name, 'no-such-job', ...conn])
+  assert.equal(nowhere.code, 3)
+  assert.match(nowhere.stdout, /^state\s+unknown$/m)
   const listed = await holdfast(['dead', 'list', name, ...conn, '--json'])
   assert.equal(listed.code, 0, listed.stderr)
   const items = JSON.parse(listed.stdout)

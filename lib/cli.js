@@ -54,6 +54,11 @@ const COMMANDS = {
     flags: { limit: { type: 'string' } },
     run: cmdPeek,
   },
+  job: {
+    usage: 'holdfast job <queue> <id>',
+    about: 'Where a job is (waiting, active, delayed, completed, dead, unknown), with its data or outcome.',
+    run: cmdJob,
+  },
   dead: {
     usage: 'holdfast dead list <queue> [--limit N] [--offset N]\n  holdfast dead retry <queue> <id>... | --all\n  holdfast dead purge <queue> --yes',
     about: 'List the dead letters (newest first), move them back to the queue, or delete them all.',
@@ -320,6 +325,27 @@ async function cmdPeek(ctx) {
     jobs.map((j) => ({ ...j, data: jsonData(j.data) })),
     () => (jobs.length === 0 ? `nothing waiting in '${name}'` : table(jobs, [['id', 'ID'], ['attempt', 'ATTEMPT'], ['data', 'DATA', (d) => preview(d)]])),
   )
+}
+
+async function cmdJob(ctx) {
+  const name = queueName(ctx)
+  const id = ctx.args[1]
+  if (id === undefined || id === '') throw new UsageError('which job? give its id')
+  const { queue } = await openQueue(ctx, name)
+  const job = await queue.getJob(id)
+  const json = { ...job, data: jsonData(job.data) }
+  print(ctx, json, () => {
+    const rows = [['id', job.id], ['state', job.state]]
+    if (job.attempt !== undefined) rows.push(['attempt', job.attempt])
+    if (job.runAt) rows.push(['runs at', job.runAt.toISOString()])
+    if (job.failedAt) rows.push(['failed at', job.failedAt.toISOString()])
+    if (job.error !== undefined) rows.push(['error', job.error])
+    if ('result' in job) rows.push(['result', preview(job.result, 200)])
+    if ('data' in job) rows.push(['data', preview(job.data, 200)])
+    const w = Math.max(...rows.map(([k]) => k.length))
+    return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')
+  })
+  return job.state === 'unknown' ? EXIT.NOT_FOUND : EXIT.OK
 }
 
 async function cmdDead(ctx) {

@@ -123,6 +123,11 @@ export interface QueueOptions {
   dedupWindowMs?: number
   /** Caps of the dead letters. Defaults: 10 000 entries, 7 days. */
   deadLetter?: { maxLen?: number; maxAgeMs?: number }
+  /**
+   * Every job added through this object keeps its outcome (result or error) this many ms once
+   * it finishes, for `waitFor` and `getJob` (unless its add says otherwise). Off by default.
+   */
+  keepOutcomeMs?: number
 }
 
 /** Delay between attempts: `fixed` waits `delayMs`; `exponential` waits `delayMs * 2^(attempt-1)`. */
@@ -152,6 +157,30 @@ export interface JobOptions {
   delayMs?: number
   /** Start no sooner than this time (a Date, or unix ms). */
   runAt?: Date | number
+  /**
+   * Keep the job's outcome (its handler's result as JSON, or its last error) this many ms once it
+   * finishes, for `waitFor` and `getJob` in any process; 0: keep nothing. Default: the queue's.
+   */
+  keepOutcomeMs?: number
+}
+
+/** How a job that keeps its outcome finished: `queue.waitFor()`. */
+export type JobOutcome<R = any> = { state: 'completed'; result: R } | { state: 'dead'; error: string }
+
+/** Where a job is: `queue.getJob()`. */
+export interface JobStatus<T = any, R = any> {
+  id: string
+  /** 'completed' only for jobs that keep their outcome; 'unknown': not found (see the README). */
+  state: 'waiting' | 'active' | 'delayed' | 'completed' | 'dead' | 'unknown'
+  /** The job's data, where it is stored (waiting, active, delayed, dead letters). */
+  data?: T
+  attempt?: number
+  result?: R
+  error?: string
+  /** When a dead letter failed. */
+  failedAt?: Date
+  /** When a delayed job is due. */
+  runAt?: Date
 }
 
 export interface BulkOptions extends Omit<JobOptions, 'jobId'> {
@@ -386,6 +415,13 @@ export declare class ReliableQueue<T extends Payload<T> = any> {
    * workers' counters and job duration histogram. Serve it with `METRICS_CONTENT_TYPE`.
    */
   metrics(): Promise<string>
+  /**
+   * Waits for a job to finish, in any process. Only jobs added with `keepOutcomeMs` record an
+   * outcome; rejects with ERR_HOLDFAST_TIMEOUT after `timeoutMs` (30 s by default).
+   */
+  waitFor<R = any>(id: string, options?: { timeoutMs?: number }): Promise<JobOutcome<R>>
+  /** Where a job is now; reads the queue page by page unless its outcome was kept (see the README). */
+  getJob<R = any>(id: string): Promise<JobStatus<T, R>>
   /** The next jobs workers will be given, oldest first (nothing is taken). `limit`: 10 by default. */
   peek(options?: { limit?: number }): Promise<WaitingJob<T>[]>
   /** Closes this queue's workers as `Worker#close` does (`timeoutMs` bounds each), then the queue. */

@@ -89,7 +89,7 @@ function bytesColumns(bytes, opts) {
  */
 function checkJobOptions(opts) {
   opts = checkOptions('add options', opts)
-  const out = { jobId: undefined, maxAttempts: undefined, backoff: undefined, runAt: undefined, bytes: undefined }
+  const out = { jobId: undefined, maxAttempts: undefined, backoff: undefined, runAt: undefined, bytes: undefined, keepOutcomeMs: undefined }
   if (opts.jobId !== undefined) out.jobId = checkJobId(opts.jobId)
   if (opts.maxAttempts !== undefined) {
     if (!(Number.isInteger(opts.maxAttempts) && opts.maxAttempts >= 1 && opts.maxAttempts <= 0xffffffff)) {
@@ -99,6 +99,7 @@ function checkJobOptions(opts) {
   }
   const backoff = checkBackoff(opts.backoff, { allowFunction: false })
   if (backoff) out.backoff = toSpec(backoff)
+  if (opts.keepOutcomeMs !== undefined) out.keepOutcomeMs = checkKeep(opts.keepOutcomeMs)
   if (opts.delayMs !== undefined && opts.runAt !== undefined) throw invalidArgument('give delayMs or runAt, not both')
   if (opts.delayMs !== undefined) {
     if (typeof opts.delayMs !== 'number' || !Number.isFinite(opts.delayMs) || opts.delayMs < 0) throw invalidArgument('delayMs must be a number of ms >= 0')
@@ -110,6 +111,14 @@ function checkJobOptions(opts) {
     out.runAt = Math.round(t)
   }
   return out
+}
+
+/** keepOutcomeMs: a whole number of ms, 0 (keep nothing) up to a year. */
+function checkKeep(ms) {
+  if (!(Number.isInteger(ms) && ms >= 0 && ms <= 365 * 86_400_000)) {
+    throw invalidArgument(`keepOutcomeMs must be a whole number of ms from 0 to a year, got ${String(ms)}`)
+  }
+  return ms
 }
 
 function checkJobId(jobId) {
@@ -125,6 +134,7 @@ const COLUMNS = [
   ['backoff', 'backoffs'],
   ['runAt', 'runAts'],
   ['bytes', 'binaries'],
+  ['keepOutcomeMs', 'keepOutcomeMs'],
 ]
 
 /** Native `add` columns for `n` jobs, or undefined when no job has any option. */
@@ -239,6 +249,7 @@ class ReliableQueue extends EventEmitter {
       throw fromNative(e)
     }
     this.name = name
+    this._keepOutcomeMs = opts.keepOutcomeMs === undefined ? undefined : checkKeep(opts.keepOutcomeMs)
     this._key = this._native.identity
     this._maxPayloadBytes = this._native.maxPayloadBytes
     this._batch = null
@@ -295,8 +306,9 @@ class ReliableQueue extends EventEmitter {
       queueMicrotask(() => this._flushAdds(batch))
     }
     if (typeof payload !== 'string') [payload, opts] = bytesColumns(payload, opts)
+    if (opts.keepOutcomeMs === undefined && this._keepOutcomeMs) opts.keepOutcomeMs = this._keepOutcomeMs
     const i = batch.payloads.push(payload) - 1
-    if (opts.jobId !== undefined || opts.maxAttempts !== undefined || opts.backoff !== undefined || opts.runAt !== undefined || opts.bytes) {
+    if (opts.jobId !== undefined || opts.maxAttempts !== undefined || opts.backoff !== undefined || opts.runAt !== undefined || opts.bytes || opts.keepOutcomeMs) {
       batch.options[i] = opts
     }
     const promise = new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }))
@@ -332,6 +344,7 @@ class ReliableQueue extends EventEmitter {
       throw invalidArgument('jobIds must be an array with one entry per item')
     }
     const shared = checkJobOptions(common)
+    if (shared.keepOutcomeMs === undefined && this._keepOutcomeMs) shared.keepOutcomeMs = this._keepOutcomeMs
     const payloads = new Array(items.length)
     const itemOptions = new Array(items.length)
     for (let i = 0; i < items.length; i++) {
@@ -402,6 +415,44 @@ class ReliableQueue extends EventEmitter {
     return prometheus.render([await prometheus.sample(this)])
   }
 
+  /**
+   * Waits for a job to finish, in any process: `{ state: 'completed', result }` or
+   * `{ state: 'dead', error }`. Only jobs added with `keepOutcomeMs` record their outcome;
+   * rejects with ERR_HOLDFAST_TIMEOUT when none came within `timeoutMs` (30 s by default).
+   */
+  async waitFor(id, options) {
+    if (typeof id !== 'string' || id === '') throw invalidArgument('waitFor takes a job id (a non-empty string)')
+    const { timeoutMs = 30_000 } = checkOptions('waitFor options', options)
+    if (!(Number.isInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 0x7fffffff)) throw invalidArgument('timeoutMs must be a whole number of ms >= 0')
+    const outcome = await this._call((n) => n.waitFor(id, timeoutMs))
+    if (outcome === null) {
+      throw new HoldfastError(
+        'ERR_HOLDFAST_TIMEOUT',
+        `job ${JSON.stringify(id)} did not finish within ${timeoutMs} ms (or it was added without keepOutcomeMs, or its outcome expired)`,
+      )
+    }
+    return outcome.state === 'completed' ? { state: 'completed', result: decodeResult(outcome.result) } : { state: 'dead', error: outcome.error }
+  }
+
+  /**
+   * Where a job is now: `{ id, state }` with state 'waiting', 'active', 'delayed', 'completed',
+   * 'dead' or 'unknown', and what is known: `data`, `attempt`, `result`, `error`, `failedAt`,
+   * `runAt`. Reads the queue page by page when the job has no recorded outcome: see the README.
+   */
+  async getJob(id) {
+    if (typeof id !== 'string' || id === '') throw invalidArgument('getJob takes a job id (a non-empty string)')
+    const s = await this._call((n) => n.getJob(id))
+    const job = { id, state: s.state }
+    if (s.bytes) job.data = s.bytes
+    else if (s.payload != null) job.data = decode(s.payload)
+    if (s.attempt != null) job.attempt = s.attempt
+    if (s.result != null) job.result = decodeResult(s.result)
+    if (s.error != null) job.error = s.error
+    if (s.failedAt != null) job.failedAt = new Date(s.failedAt)
+    if (s.dueAt != null) job.runAt = new Date(s.dueAt)
+    return job
+  }
+
   /** The next jobs workers will be given, oldest first: `{ id, data, attempt }` (nothing is taken). */
   async peek(options) {
     const { limit = 10 } = checkOptions('peek options', options)
@@ -464,6 +515,11 @@ class DeadLetters {
   purge() {
     return this._queue._call((n) => n.deadPurge())
   }
+}
+
+/** A recorded result: the handler's return value as JSON, '' for undefined. */
+function decodeResult(text) {
+  return text === '' || text == null ? undefined : JSON.parse(text)
 }
 
 function decode(payload) {
@@ -546,6 +602,8 @@ class Worker extends EventEmitter {
     this._failed = []
     this._reasons = []
     this._delays = []
+    this._returned = []
+    this._results = []
     this._flushQueued = false
     this._closing = null
     this._lastWarning = 0
@@ -564,7 +622,7 @@ class Worker extends EventEmitter {
     LOCAL_WORKERS.set(queue._key, local.add(this))
   }
 
-  _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs, binaries }) {
+  _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs, binaries, keeps }) {
     let idStart = 0
     let payloadStart = 0
     for (let i = 0; i < tokens.length; i++) {
@@ -573,6 +631,7 @@ class Worker extends EventEmitter {
       const data = binaries && binaries[i] ? binaries[i] : decode(payload)
       const job = new Job(id, data, attempts[i], maxAttempts[i] || this._maxAttempts)
       if (backoffs && backoffs[i]) job._backoff = fromSpec(backoffs[i])
+      if (keeps && keeps[i]) job._keep = true
       this._run(tokens[i], job)
     }
   }
@@ -617,7 +676,10 @@ class Worker extends EventEmitter {
       queueMicrotask(() => this._flushCompletions())
     }
     if (ok) {
-      this._ok.push(token)
+      if (job._keep) {
+        this._returned.push(token)
+        this._results.push(this._encodeResult(job, value))
+      } else this._ok.push(token)
       if (this.listenerCount('completed') > 0) this._emit('completed', job, value)
     } else {
       const willRetry = job.attempt < job.maxAttempts
@@ -633,6 +695,26 @@ class Worker extends EventEmitter {
     }
   }
 
+  /**
+   * A result to record for `waitFor`: JSON, '' for undefined. One JSON cannot carry, or over
+   * the queue's payload limit, is recorded as '' and reported as an 'error' event.
+   */
+  _encodeResult(job, value) {
+    let text
+    try {
+      text = value === undefined ? '' : JSON.stringify(value) ?? ''
+    } catch (e) {
+      this._emit('error', new HoldfastError('ERR_HOLDFAST_INVALID_PAYLOAD', `job ${job.id}: its result cannot be encoded as JSON (${e.message}); recorded without it`))
+      return ''
+    }
+    const limit = this._queue._maxPayloadBytes
+    if (text.length * 3 > limit && Buffer.byteLength(text) > limit) {
+      this._emit('error', new HoldfastError('ERR_HOLDFAST_PAYLOAD_TOO_LARGE', `job ${job.id}: its result is over the ${limit}-byte limit; recorded without it`))
+      return ''
+    }
+    return text
+  }
+
   /** One native call per tick reports every job finished in it. */
   _flushCompletions() {
     this._flushQueued = false
@@ -640,13 +722,19 @@ class Worker extends EventEmitter {
     const failed = Uint32Array.from(this._failed)
     const reasons = this._reasons
     const delays = Uint32Array.from(this._delays)
+    const returned = this._returned.length > 0 ? Uint32Array.from(this._returned) : undefined
+    const results = returned && this._results
     this._ok = []
     this._failed = []
     this._reasons = []
     this._delays = []
+    if (returned) {
+      this._returned = []
+      this._results = []
+    }
     let next = null
     try {
-      next = this._native.complete(ok, failed, reasons, delays)
+      next = this._native.complete(ok, failed, reasons, delays, returned, results)
     } catch (e) {
       const err = fromNative(e)
       // a handler that outlived close({ timeoutMs }): its job went back to the queue already

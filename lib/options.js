@@ -5,13 +5,14 @@
 const { invalidArgument } = require('./errors.js')
 
 const KEYS = {
-  'queue options': ['url', 'tls', 'sentinel', 'cluster', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter'],
+  'queue options': ['url', 'tls', 'sentinel', 'cluster', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter', 'keepOutcomeMs'],
   durable: ['replicas', 'fsync', 'timeoutMs'],
   sentinel: ['masterName', 'nodes'],
   tls: ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'],
   deadLetter: ['maxLen', 'maxAgeMs'],
-  'add options': ['jobId', 'maxAttempts', 'backoff', 'delayMs', 'runAt'],
-  'addBulk options': ['jobIds', 'maxAttempts', 'backoff', 'delayMs', 'runAt'],
+  'add options': ['jobId', 'maxAttempts', 'backoff', 'delayMs', 'runAt', 'keepOutcomeMs'],
+  'addBulk options': ['jobIds', 'maxAttempts', 'backoff', 'delayMs', 'runAt', 'keepOutcomeMs'],
+  'waitFor options': ['timeoutMs'],
   'process options': ['concurrency', 'visibilityTimeoutMs', 'maxAttempts', 'maxDeliveries', 'blockMs', 'prefetch', 'backoff', 'handlerTimeoutMs'],
   backoff: ['type', 'delayMs', 'maxDelayMs', 'jitter'],
   'dead.list options': ['limit', 'offset'],
@@ -42,7 +43,7 @@ const MISSING = {
   priority: 'job priorities are not supported yet: use a second queue for urgent jobs',
   repeat: 'repeatable (cron) jobs are not supported yet',
   limiter: 'rate limiting is not supported yet',
-  removeOnComplete: 'finished jobs are always removed; failed ones go to the dead letters (queue option deadLetter)',
+  removeOnComplete: 'finished jobs are removed; keepOutcomeMs keeps their outcome (result or error) for waitFor and getJob, and failed ones go to the dead letters (queue option deadLetter)',
   removeOnFail: 'failed jobs go to the dead letters, capped by the queue option deadLetter: { maxLen, maxAgeMs }',
   lifo: 'jobs are taken oldest first; LIFO is not supported',
   passphrase: 'encrypted private keys are not supported: decrypt the key first (openssl pkey -in key.pem -out plain.pem)',

@@ -211,6 +211,8 @@ pub struct AddColumns {
     /// Bytes payloads (`payloads[i]` is then ignored): stored as they are and delivered back as
     /// Buffers.
     pub binaries: Option<Vec<Option<Buffer>>>,
+    /// Record the outcome for this many ms once the job finishes (`waitFor`, `getJob`).
+    pub keep_outcome_ms: Option<Vec<Option<f64>>>,
 }
 
 /// Options of a native worker. An unset option takes the core's default
@@ -306,6 +308,49 @@ pub struct NativeWaitingJob {
     pub attempt: u32,
 }
 
+/// How a job that keeps its outcome finished.
+#[napi(object, object_from_js = false)]
+pub struct NativeOutcome {
+    /// 'completed' or 'dead'.
+    pub state: String,
+    /// The handler's result, JSON ('' when it returned nothing); completed jobs.
+    pub result: Option<String>,
+    /// The last error; dead jobs.
+    pub error: Option<String>,
+}
+
+/// Where a job is, from `getJob`.
+#[napi(object, object_from_js = false)]
+pub struct NativeJobStatus {
+    /// 'waiting', 'active', 'delayed', 'completed', 'dead' or 'unknown'.
+    pub state: String,
+    /// The stored data (waiting, active, delayed, dead letters): JSON, '' when bytes.
+    pub payload: Option<String>,
+    pub bytes: Option<Buffer>,
+    pub attempt: Option<u32>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    /// Unix ms: when a dead letter failed.
+    pub failed_at: Option<f64>,
+    /// Unix ms: when a delayed job is due.
+    pub due_at: Option<f64>,
+}
+
+fn native_outcome(o: core::JobOutcome) -> NativeOutcome {
+    match o {
+        core::JobOutcome::Completed(result) => NativeOutcome {
+            state: "completed".into(),
+            result: Some(String::from_utf8_lossy(&result).into_owned()),
+            error: None,
+        },
+        core::JobOutcome::Dead(error) => NativeOutcome {
+            state: "dead".into(),
+            result: None,
+            error: Some(error),
+        },
+    }
+}
+
 /// A queue found under a prefix: its name, and its mode when its keys tell ('stream', 'list').
 #[napi(object, object_from_js = false)]
 pub struct FoundQueue {
@@ -348,6 +393,9 @@ pub struct JobBatch {
     /// Per-job data that is bytes (added as bytes, or not UTF-8; null where the data is text in
     /// `payloads`); absent when no job of the batch has any.
     pub binaries: Option<Vec<Option<Buffer>>>,
+    /// 1 where the job keeps its outcome (report its result through `complete`'s `returned`);
+    /// absent when no job of the batch does.
+    pub keeps: Option<Uint8Array>,
 }
 
 /// Keeps a batch's payload string far below V8's string length limit (~2^29 UTF-16 units).
@@ -410,7 +458,11 @@ fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
     let mut max_attempts = Vec::with_capacity(n);
     let mut backoffs: Option<Vec<String>> = None;
     let mut binaries: Option<Vec<Option<Buffer>>> = None;
+    let mut keeps: Option<Vec<u8>> = None;
     for (i, job) in jobs.into_iter().enumerate() {
+        if job.keep_outcome_ms.is_some() {
+            keeps.get_or_insert_with(|| vec![0; n])[i] = 1;
+        }
         tokens.push(job.token);
         ids.push_str(&job.id);
         id_end += utf16_len(&job.id);
@@ -441,6 +493,7 @@ fn to_batch(jobs: Vec<core::Job>) -> JobBatch {
         max_attempts: Uint32Array::new(max_attempts),
         backoffs,
         binaries,
+        keeps: keeps.map(Uint8Array::new),
     }
 }
 
@@ -565,6 +618,8 @@ impl NativeQueue {
                 max_attempts,
                 backoff: at(&o.backoffs, i),
                 run_at_ms: whole("runAt", at(&o.run_ats, i))?,
+                keep_outcome_ms: whole("keepOutcomeMs", at(&o.keep_outcome_ms, i))?
+                    .filter(|&ms| ms > 0),
             });
         }
         self.inner.add(jobs).await.map_err(to_js_error)
@@ -647,6 +702,62 @@ impl NativeQueue {
                 mode: q.mode.map(mode_name),
             })
             .collect())
+    }
+
+    /// Waits up to `timeoutMs` for job `id`'s recorded outcome; null when it did not come.
+    #[napi]
+    pub async fn wait_for(&self, id: String, timeout_ms: f64) -> Result<Option<NativeOutcome>> {
+        let timeout = Duration::from_millis(whole("timeoutMs", Some(timeout_ms))?.unwrap_or(0));
+        let outcome = self
+            .inner
+            .wait_for(&id, timeout)
+            .await
+            .map_err(to_js_error)?;
+        Ok(outcome.map(native_outcome))
+    }
+
+    /// Where job `id` is now (see `Queue::get_job` for what that costs).
+    #[napi]
+    pub async fn get_job(&self, id: String) -> Result<NativeJobStatus> {
+        let s = self.inner.get_job(&id).await.map_err(to_js_error)?;
+        let state = match s.state {
+            core::JobState::Waiting => "waiting",
+            core::JobState::Active => "active",
+            core::JobState::Delayed => "delayed",
+            core::JobState::Completed => "completed",
+            core::JobState::Dead => "dead",
+            core::JobState::Unknown => "unknown",
+        };
+        let mut out = NativeJobStatus {
+            state: state.into(),
+            payload: None,
+            bytes: None,
+            attempt: None,
+            result: None,
+            error: None,
+            failed_at: None,
+            due_at: s.due_ms.map(|ms| ms as f64),
+        };
+        let mut data = |payload: &core::Bytes, binary: bool| match text_or_bytes(payload, binary) {
+            Ok(text) => out.payload = Some(text.to_owned()),
+            Err(bytes) => out.bytes = Some(bytes),
+        };
+        if let Some(job) = &s.job {
+            data(&job.payload, job.binary);
+            out.attempt = Some(job.attempt);
+        }
+        if let Some(dead) = &s.dead {
+            data(&dead.payload, dead.binary);
+            out.attempt = Some(dead.attempts);
+            out.error = Some(dead.error.clone());
+            out.failed_at = Some(dead.failed_at_ms as f64);
+        }
+        if let Some(o) = s.outcome {
+            let o = native_outcome(o);
+            out.result = o.result;
+            out.error = o.error;
+        }
+        Ok(out)
     }
 
     /// 'stream' or 'list' as this queue's keys in Redis say; null when they do not tell.
@@ -788,9 +899,10 @@ impl NativeWorker {
         self.inner.config().max_attempts
     }
 
-    /// Reports finished jobs: `ok` tokens succeeded; `failed[i]` failed with `reasons[i]`, and
-    /// its next attempt (if any remain) waits `delays[i]` ms. Returns the next jobs to run
-    /// (prefetched, for the slots just freed), or null.
+    /// Reports finished jobs: `ok` tokens succeeded; `returned[i]` succeeded with the encoded
+    /// result `results[i]` (jobs that keep their outcome); `failed[i]` failed with
+    /// `reasons[i]`, and its next attempt (if any remain) waits `delays[i]` ms. Returns the
+    /// next jobs to run (prefetched, for the slots just freed), or null.
     #[napi]
     pub fn complete(
         &self,
@@ -798,8 +910,19 @@ impl NativeWorker {
         failed: Uint32Array,
         reasons: Vec<String>,
         delays: Uint32Array,
+        returned: Option<Uint32Array>,
+        results: Option<Vec<String>>,
     ) -> Result<Option<JobBatch>> {
         let ok = ok.iter().map(|&t| (t, core::Outcome::Completed));
+        let returned: Vec<(u32, core::Outcome)> = match (returned, results) {
+            (Some(tokens), Some(results)) => tokens
+                .iter()
+                .zip(results)
+                .map(|(&t, r)| (t, core::Outcome::Returned(r.into())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let ok = ok.chain(returned);
         let failed = failed
             .iter()
             .zip(reasons)

@@ -88,6 +88,17 @@ async function failureModel(queue: ReliableQueue<Email>): Promise<void> {
   console.log(age, text, all, next, found, METRICS_CONTENT_TYPE.length)
   // @ts-expect-error metrics takes queues
   await metrics(['email'])
+  const outcome = await queue.waitFor<{ sent: boolean }>('x', { timeoutMs: 1000 })
+  if (outcome.state === 'completed') console.log(outcome.result.sent)
+  else console.log(outcome.error.length)
+  const where = await queue.getJob('x')
+  const state: 'waiting' | 'active' | 'delayed' | 'completed' | 'dead' | 'unknown' = where.state
+  const recipient: string | undefined = where.data?.to
+  console.log(state, recipient)
+  await queue.add({ to: 'a' }, { keepOutcomeMs: 60_000 })
+  new ReliableQueue<Email>('email', { keepOutcomeMs: 3_600_000 })
+  // @ts-expect-error waitFor takes an id
+  await queue.waitFor(42)
   console.log(to, moved, paused)
 }
 
