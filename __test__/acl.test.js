@@ -59,6 +59,15 @@ test('both modes run as an ACL user with exactly the documented rules', async (t
     assert.equal(await queue.dead.retry('all'), 1)
     await waitFor(async () => (await queue.stats()).waiting + (await queue.stats()).active === 0 && done.length === 6, 10_000, 'retried')
     await queue.dead.purge()
+    // outcomes, lookups and metrics need nothing more
+    const kept = await queue.add('kept', { keepOutcomeMs: 60_000, jobId: 'kept' })
+    assert.equal((await queue.waitFor(kept, { timeoutMs: 10_000 })).state, 'completed')
+    assert.equal((await queue.getJob('kept')).state, 'completed')
+    await queue.add('later', { jobId: 'later', delayMs: 60_000 })
+    assert.equal((await queue.getJob('later')).state, 'delayed')
+    assert.equal((await queue.getJob('nowhere')).state, 'unknown')
+    assert.deepEqual(await queue.peek(), [])
+    assert.match(await queue.metrics(), /^holdfast_redis_up\{[^}]*\} 1$/m)
     await queue.close()
     assert.deepEqual(errors, [], mode)
   }

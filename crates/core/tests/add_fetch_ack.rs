@@ -678,7 +678,14 @@ async fn list_mode_each_job_is_delivered_once_then_acked_and_leaves_no_key() {
     close(worker).await;
 
     assert_eq!(queue_keys(&mut conn, &queue).await, Vec::<String>::new());
-    assert_eq!(queue.stats().await.expect("stats"), Stats::default());
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        Stats {
+            completed: n,
+            ..Stats::default()
+        },
+        "nothing left but the totals"
+    );
 }
 
 // list mode only: a plain list on `listKey`, processing lists
@@ -780,11 +787,17 @@ async fn list_mode_list_key_consumes_elements_of_a_plain_lpush_producer() {
     let events = rx.drain_events();
     assert!(events.is_empty(), "{events:?}");
     close(worker).await;
-    // only the jobId's dedup marker stays, for the dedup window
+    // only the jobId's dedup marker stays, for the dedup window, and the totals
     let mut left = keys_matching(&mut conn, "*").await;
     left.retain(|k| !k.contains(":dedup:"));
-    assert_eq!(left, Vec::<String>::new());
-    assert_eq!(queue.stats().await.expect("stats"), Stats::default());
+    assert_eq!(left, vec![keys_of(&queue).meta]);
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        Stats {
+            completed: 4,
+            ..Stats::default()
+        }
+    );
 }
 
 /// An element that is not UTF-8 — binary data from another producer on a `listKey` — arrives

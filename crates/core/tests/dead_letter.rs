@@ -144,7 +144,7 @@ async fn run_one_ordinary_job(queue: &Queue, conn: &mut MultiplexedConnection) {
     let job = rx.job(DEADLINE).await;
     assert_eq!(job.payload, "{\"fine\":true}");
     worker
-        .complete([(job.token, Outcome::Completed)])
+        .complete_and_dispatch([(job.token, Outcome::Completed)])
         .expect("complete");
     wait_drained(&q, DEADLINE).await;
     wait_trimmed(conn, &keys_of(&q).stream, Duration::from_secs(3)).await;
@@ -219,7 +219,7 @@ async fn failing_handler_is_retried_up_to_max_attempts_then_dead() {
             assert_eq!(job.payload, payload);
             entries.push(job.receipt.clone());
             worker
-                .complete([(
+                .complete_and_dispatch([(
                     job.token,
                     Outcome::failed(format!("smtp said no ({attempt})")),
                 )])
@@ -295,7 +295,7 @@ async fn per_job_max_attempts_and_success_after_failure() {
                 "the override travels with each retry"
             );
             worker
-                .complete([(job.token, Outcome::failed(format!("no {attempt}")))])
+                .complete_and_dispatch([(job.token, Outcome::failed(format!("no {attempt}")))])
                 .expect("complete");
         }
         let ((dead_id, reason), _) = rx
@@ -316,11 +316,11 @@ async fn per_job_max_attempts_and_success_after_failure() {
             .expect("add");
         let job = next_attempt(&mut rx, "flaky", 1).await;
         worker
-            .complete([(job.token, Outcome::failed("transient"))])
+            .complete_and_dispatch([(job.token, Outcome::failed("transient"))])
             .expect("complete");
         let job = next_attempt(&mut rx, "flaky", 2).await;
         worker
-            .complete([(job.token, Outcome::Completed)])
+            .complete_and_dispatch([(job.token, Outcome::Completed)])
             .expect("complete");
         rx.no_job_for(Duration::from_millis(300)).await;
 
@@ -494,7 +494,7 @@ async fn list_mode_failing_jobs_are_retried_up_to_max_attempts_then_dead() {
             .or_default()
             .push(job.attempt);
         worker
-            .complete([(
+            .complete_and_dispatch([(
                 job.token,
                 Outcome::failed(format!("{} failed attempt {}", job.id, job.attempt)),
             )])

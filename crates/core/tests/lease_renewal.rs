@@ -89,7 +89,7 @@ async fn stream_mode_a_held_job_keeps_its_lease() {
     );
 
     worker_a
-        .complete([(held.token, holdfast_core::Outcome::Completed)])
+        .complete_and_dispatch([(held.token, holdfast_core::Outcome::Completed)])
         .expect("complete");
     wait_drained(&queue, DEADLINE).await;
     wait_trimmed(&mut conn, &keys.stream, Duration::from_secs(3)).await;

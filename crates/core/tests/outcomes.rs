@@ -184,7 +184,7 @@ async fn finds_jobs(mode: Mode) {
     let first = got.iter().find(|j| j.id == "first").unwrap();
     let second = got.iter().find(|j| j.id == "second").unwrap();
     worker
-        .complete([(first.token, Outcome::failed("nope"))])
+        .complete_and_dispatch([(first.token, Outcome::failed("nope"))])
         .expect("complete");
     rx.event_where(DEADLINE, |e| {
         matches!(e, WorkerEvent::Dead { .. }).then_some(())
@@ -195,7 +195,7 @@ async fn finds_jobs(mode: Mode) {
     assert_eq!(dead.dead.expect("dead letter").error, "nope");
     // completed without keeping its outcome: nothing says where it went
     worker
-        .complete([(second.token, Outcome::Completed)])
+        .complete_and_dispatch([(second.token, Outcome::Completed)])
         .expect("complete");
     eventually(DEADLINE, "second gone", || async {
         match queue.get_job("second").await {

@@ -183,6 +183,17 @@ impl Worker {
         Ok(self.shared.take_ready(finished))
     }
 
+    /// [`Worker::complete`], with the next jobs it returns handed to the [`Dispatch`] as a
+    /// batch, for callers that take every job from there.
+    pub fn complete_and_dispatch(
+        &self,
+        results: impl IntoIterator<Item = (u32, Outcome)>,
+    ) -> Result<()> {
+        let next = self.complete(results)?;
+        self.shared.dispatch_jobs(next);
+        Ok(())
+    }
+
     /// Graceful stop: stop fetching, wait for jobs in flight (their leases are still renewed),
     /// flush acknowledgements, then remove this worker's heartbeat. Idempotent.
     /// Pauses this worker now, as the queue's pause flag does at its next poll: returns once it

@@ -421,6 +421,12 @@ impl Shared {
         *self.closing.borrow()
     }
 
+    pub fn dispatch_jobs(&self, jobs: Vec<Job>) {
+        if !jobs.is_empty() {
+            self.dispatch.jobs(jobs);
+        }
+    }
+
     pub fn emit(&self, event: WorkerEvent) {
         match &event {
             WorkerEvent::Dead { .. } => self.counters.dead(1),

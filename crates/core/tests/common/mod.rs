@@ -547,9 +547,11 @@ impl Received {
     }
 }
 
+/// Completes `jobs`; the prefetched jobs this frees go to the worker's dispatch, as a handler
+/// pool would run them next (dropping them would starve the worker: their slots stay taken).
 pub fn complete_all(worker: &Worker, jobs: &[Job]) {
     worker
-        .complete(jobs.iter().map(|j| (j.token, Outcome::Completed)))
+        .complete_and_dispatch(jobs.iter().map(|j| (j.token, Outcome::Completed)))
         .expect("complete");
 }
 
