@@ -23,7 +23,8 @@ pub struct QueueKeys {
     pub workers: String,
     /// hash: `paused`, and the finished-job totals `completed`, `failed`.
     pub meta: String,
-    /// A short capped stream of the ids whose outcome was just recorded: what `waitFor` reads.
+    /// A short capped stream of the ids whose outcome was just recorded (an entry per up to 100
+    /// jobs, a field `id` each): what `waitFor` reads.
     pub outcomes: String,
     /// Prefix of `outcome:<job id>`: a finished job's outcome, for jobs that keep it.
     pub outcome_prefix: String,

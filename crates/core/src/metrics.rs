@@ -35,6 +35,25 @@ pub struct Counters {
     unflushed_failed: AtomicU64,
 }
 
+/// Durations of one batch, binned on the stack.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Durations {
+    bins: [u64; DURATION_BUCKETS.len() + 1],
+    sum_us: u64,
+}
+
+impl Durations {
+    pub fn add(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.bins[i] += 1;
+        self.sum_us += d.as_micros() as u64;
+    }
+}
+
 /// A copy of [`Counters`] at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -49,26 +68,16 @@ pub struct Snapshot {
 }
 
 impl Counters {
-    /// Jobs whose handlers finished, with how long each held a handler slot. Durations are
-    /// binned here, per batch, then added with one atomic per touched bucket.
+    /// Jobs whose handlers finished, with how long each held a handler slot, binned by the
+    /// caller per batch ([`Durations`]): one atomic add per touched bucket.
     pub(crate) fn finished(
         &self,
         completed: u64,
         failed: u64,
         retried: u64,
-        durations: impl IntoIterator<Item = Duration>,
+        durations: &Durations,
     ) {
-        let mut bins = [0u64; DURATION_BUCKETS.len() + 1];
-        let mut sum_us = 0u64;
-        for d in durations {
-            let secs = d.as_secs_f64();
-            let i = DURATION_BUCKETS
-                .iter()
-                .position(|&le| secs <= le)
-                .unwrap_or(DURATION_BUCKETS.len());
-            bins[i] += 1;
-            sum_us += d.as_micros() as u64;
-        }
+        let Durations { bins, sum_us } = *durations;
         for (bucket, n) in self.buckets.iter().zip(bins) {
             if n > 0 {
                 bucket.fetch_add(n, Relaxed);
@@ -155,8 +164,14 @@ mod tests {
     fn durations_land_in_cumulative_buckets() {
         let c = Counters::default();
         let ms = Duration::from_millis;
-        c.finished(2, 1, 1, [ms(0), ms(7), ms(7000)]);
-        c.finished(0, 0, 0, [Duration::from_secs(600)]);
+        let mut d = Durations::default();
+        for t in [ms(0), ms(7), ms(7000)] {
+            d.add(t);
+        }
+        c.finished(2, 1, 1, &d);
+        let mut d = Durations::default();
+        d.add(Duration::from_secs(600));
+        c.finished(0, 0, 0, &d);
         let s = c.snapshot();
         assert_eq!((s.completed, s.failed, s.retried), (2, 1, 1));
         // <= 1 ms: 1; <= 10 ms: 2; <= 10 s: 3; +Inf: 4

@@ -181,13 +181,12 @@ async fn read(conn: Conn, keys: QueueKeys, state: Arc<Mutex<State>>) {
                     if let Some(eid) = as_str(&entry_id) {
                         cursor = eid.into_owned();
                     }
-                    let fields = array(fields);
-                    if let Some(pair) = fields
-                        .chunks_exact(2)
-                        .find(|p| as_str(&p[0]).as_deref() == Some("id"))
-                    {
-                        if let Some(id) = as_str(&pair[1]) {
-                            ids.push(id.into_owned());
+                    // an entry holds one `id` field per job of the batch that recorded it
+                    for pair in array(fields).chunks_exact(2) {
+                        if as_str(&pair[0]).as_deref() == Some("id") {
+                            if let Some(id) = as_str(&pair[1]) {
+                                ids.push(id.into_owned());
+                            }
                         }
                     }
                 }

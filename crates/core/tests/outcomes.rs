@@ -249,3 +249,44 @@ async fn a_waiter_hears_an_outcome_written_while_redis_restarted() {
     );
     close(worker).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_waiter_of_a_large_batch_hears_its_own_outcome() {
+    let redis = TestRedis::spawn();
+    let queue = queue(&redis.url(), "outcome-batch");
+    let other = same_queue(&queue);
+    let n = 250;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| kept(&format!("{i}"), &format!("j{i}")))
+        .collect();
+    queue.add(jobs).await.expect("add");
+    let waits: Vec<_> = (0..n)
+        .map(|i| {
+            let q = other.clone();
+            tokio::spawn(async move { q.wait_for(&format!("j{i}"), DEADLINE).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (dispatch, mut rx) = channel_dispatch();
+    let cfg = WorkerConfig {
+        concurrency: n,
+        ..Default::default()
+    };
+    let worker = queue.worker(cfg, dispatch).expect("worker");
+    let got = rx.jobs(n, DEADLINE).await;
+    // one completion call: its outcomes go out together, 100 ids per stream entry
+    worker
+        .complete_and_dispatch(
+            got.iter()
+                .map(|j| (j.token, Outcome::Returned(j.payload.clone()))),
+        )
+        .expect("complete");
+    for (i, w) in waits.into_iter().enumerate() {
+        assert_eq!(
+            w.await.unwrap().expect("wait"),
+            Some(JobOutcome::Completed(format!("{i}").into())),
+            "j{i}"
+        );
+    }
+    close(worker).await;
+}

@@ -98,17 +98,20 @@ impl Common {
                 .arg(o.keep_ms)
                 .ignore();
         }
-        for o in outcomes {
-            // one entry per id: the reader matches entries to its waiters by id
-            pipe.cmd("XADD")
+        // an entry per 100 jobs, a field `id` each (a stream entry may repeat a field name): the
+        // stream, capped near 1000 entries, holds at most ~100 000 recent ids
+        for chunk in outcomes.chunks(100) {
+            let entry = pipe
+                .cmd("XADD")
                 .arg(&k.outcomes)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(1000)
-                .arg("*")
-                .arg("id")
-                .arg(&o.id)
-                .ignore();
+                .arg("*");
+            for o in chunk {
+                entry.arg("id").arg(&o.id);
+            }
+            entry.ignore();
         }
         self.conn.pipe(&k.outcomes, &pipe).await
     }

@@ -110,7 +110,7 @@ impl Worker {
         let mut acks = Vec::new();
         let mut kept = Vec::new();
         let (mut failed, mut retried) = (0, 0);
-        let mut durations = Vec::new();
+        let mut durations = crate::metrics::Durations::default();
         let now = std::time::Instant::now();
         let now_idle = {
             let mut slab = self.shared.slab();
@@ -120,7 +120,7 @@ impl Worker {
                 };
                 finished += 1;
                 if let Some(started) = job.started {
-                    durations.push(now.saturating_duration_since(started));
+                    durations.add(now.saturating_duration_since(started));
                 }
                 let finish = match outcome {
                     Outcome::Completed | Outcome::Returned(_) => {
@@ -168,7 +168,7 @@ impl Worker {
         };
         self.shared
             .counters
-            .finished(acks.len() as u64, failed, retried, durations);
+            .finished(acks.len() as u64, failed, retried, &durations);
         if !kept.is_empty() {
             let _ = tx.send(Finish::Outcomes(kept));
         }
