@@ -36,11 +36,26 @@ test('every API works on a cluster queue in both modes', async (t) => {
     assert.equal(await queue.dead.retry('all'), 1)
     await waitFor(() => ran.length === 5, 30_000, `${mode}: the retried job to run`)
     assert.equal(await queue.add({ n: 3 }, { jobId: 'three' }), 'three') // deduplicated
+    // outcomes, lookups, metrics and the holdfast command on the queue's node
+    const kept = await queue.add({ n: 6 }, { jobId: 'kept', keepOutcomeMs: 60_000 })
+    assert.equal((await queue.waitFor(kept, { timeoutMs: 20_000 })).state, 'completed')
+    assert.equal((await queue.getJob('kept')).state, 'completed')
+    assert.equal((await queue.getJob('nowhere')).state, 'unknown')
+    assert.match(await queue.metrics(), /^holdfast_jobs_completed_total\{[^}]*\} 4$/m)
+    const cli = await new Promise((resolve) => {
+      const bin = require('node:path').join(__dirname, '..', 'bin', 'holdfast.js')
+      const args = ['stats', queue.name, '--cluster', cluster.seeds.join(','), '--json']
+      require('node:child_process').execFile(process.execPath, [bin, ...args], { env: { ...process.env, REDIS_URL: '' } }, (err, stdout, stderr) =>
+        resolve({ code: err ? err.code : 0, stdout, stderr }),
+      )
+    })
+    assert.equal(cli.code, 0, cli.stderr)
+    assert.equal(JSON.parse(cli.stdout).mode, mode)
     await worker.close()
     const stats = await queue.stats()
     assert.deepEqual([stats.waiting, stats.delayed, stats.dead], [0, 0, 1])
     assert.equal(await queue.dead.purge(), 1)
-    assert.deepEqual(ran.sort(), [1, 2, 3, 4, 4])
+    assert.deepEqual(ran.sort(), [1, 2, 3, 4, 4, 6])
   }
 })
 

@@ -109,3 +109,38 @@ test('bad tls options throw ERR_HOLDFAST_INVALID_ARGUMENT with the reason', () =
   }
   assert.throws(() => new ReliableQueue('q', { url: 'redis+unix:///tmp/x.sock', tls: true }), /unix socket/)
 })
+
+test('the holdfast command over mutual TLS, with --tls-ca / --tls-cert / --tls-key files', async (t) => {
+  if (skip) return t.skip(skip)
+  const { execFile } = require('node:child_process')
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const path = require('node:path')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-cli-tls-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const files = { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey }
+  for (const [name, pem] of Object.entries(files)) fs.writeFileSync(path.join(dir, `${name}.pem`), pem)
+  const name = uniqueName('cli-tls')
+  const queue = new ReliableQueue(name, { url: `rediss://127.0.0.1:${tlsPort}`, tls: mutual() })
+  t.after(() => queue.close())
+  await queue.addBulk([1, 2])
+  const run = (args) =>
+    new Promise((resolve) => {
+      const bin = path.join(__dirname, '..', 'bin', 'holdfast.js')
+      execFile(process.execPath, [bin, ...args], { env: { ...process.env, REDIS_URL: '' } }, (err, stdout, stderr) =>
+        resolve({ code: err ? err.code : 0, stdout, stderr }),
+      )
+    })
+  const url = ['--url', `rediss://127.0.0.1:${tlsPort}`]
+  const tlsFlags = ['--tls-ca', path.join(dir, 'ca.pem'), '--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', path.join(dir, 'key.pem')]
+  const ok = await run(['stats', name, ...url, ...tlsFlags, '--json'])
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.equal(JSON.parse(ok.stdout).waiting, 2)
+  // --tls with a redis:// url
+  const flag = await run(['peek', name, '--url', `redis://localhost:${tlsPort}`, '--tls', ...tlsFlags, '--json'])
+  assert.equal(flag.code, 0, flag.stderr)
+  assert.equal(JSON.parse(flag.stdout).length, 2)
+  const unverified = await run(['stats', name, ...url])
+  assert.equal(unverified.code, 1)
+  assert.match(unverified.stderr, /^holdfast: .*certificate/)
+})

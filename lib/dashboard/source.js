@@ -9,7 +9,7 @@ const DISCOVER_MS = 15_000
 
 /** `connection`: queue options (url, prefix, tls, ...); `mode` forces one mode for every queue. */
 function createSource(connection, { mode: forced } = {}) {
-  const queues = new Map() // name -> ReliableQueue, in its mode
+  const queues = new Map() // name -> Promise<ReliableQueue>, in its mode (one per name, even when asked for twice at once)
   let found = null // [{ name, mode }]
   let foundAt = 0
 
@@ -20,13 +20,31 @@ function createSource(connection, { mode: forced } = {}) {
     return found
   }
 
+  const modes = new Map() // name -> mode, once known
+
+  /** The queue in its mode: forced, else what its keys said, else what its workers recorded. */
   function open(name, mode) {
-    let q = queues.get(name)
-    if (!q) {
-      q = new ReliableQueue(name, { ...connection, mode: forced ?? mode ?? 'stream' })
-      q.on('warning', () => {}) // server warnings are the workers' business, not the dashboard's
-      queues.set(name, q)
+    if (!queues.has(name)) {
+      const opening = openQueue(name, mode)
+      queues.set(name, opening)
+      opening.catch(() => queues.delete(name)) // Redis down: try again next time
     }
+    return queues.get(name)
+  }
+
+  async function openQueue(name, mode) {
+    mode = forced ?? mode ?? modes.get(name)
+    if (!mode) {
+      const probe = new ReliableQueue(name, connection)
+      try {
+        mode = (await probe._call((n) => n.detectMode())) ?? 'stream'
+      } finally {
+        await probe.close()
+      }
+    }
+    modes.set(name, mode)
+    const q = new ReliableQueue(name, { ...connection, mode })
+    q.on('warning', () => {}) // server warnings are the workers' business, not the dashboard's
     return q
   }
 
@@ -35,7 +53,7 @@ function createSource(connection, { mode: forced } = {}) {
     if (queues.has(name)) return queues.get(name)
     for (const force of [false, true]) {
       const hit = (await discover(force)).find((f) => f.name === name)
-      if (hit) return open(hit.name, hit.mode)
+      if (hit) return await open(hit.name, hit.mode)
     }
     throw new HoldfastError('ERR_HOLDFAST_UNKNOWN_QUEUE', `no queue named ${JSON.stringify(name)}`)
   }
@@ -45,11 +63,11 @@ function createSource(connection, { mode: forced } = {}) {
       const list = await discover(false)
       return Promise.all(
         list.map(async ({ name, mode }) => {
-          const q = open(name, mode)
+          const q = await open(name, mode)
           const s = await q.stats()
           return {
             name,
-            mode: forced ?? mode ?? 'stream',
+            mode: modes.get(name),
             ...s,
             oldestWaitingSeconds: s.oldestWaitingMs == null ? null : s.oldestWaitingMs / 1000,
           }
@@ -72,7 +90,8 @@ function createSource(connection, { mode: forced } = {}) {
       await (await queue(name)).resume()
     },
     async close() {
-      await Promise.all([...queues.values()].map((q) => q.close({ timeoutMs: 0 })))
+      const opened = await Promise.allSettled([...queues.values()])
+      await Promise.all(opened.filter((r) => r.status === 'fulfilled').map((r) => r.value.close({ timeoutMs: 0 })))
     },
   }
 }

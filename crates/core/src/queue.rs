@@ -219,8 +219,9 @@ impl Queue {
     }
 
     /// The mode this queue's keys in Redis say it runs in: a `stream` key is stream mode, a
-    /// wait list or a processing list is list mode; None when neither exists (then both modes
-    /// read the same counts). May SCAN the keyspace: for tools, not hot paths.
+    /// wait list or a processing list is list mode, else the mode its workers recorded in
+    /// `meta`; None when nothing tells (then both modes read the same counts). May SCAN the
+    /// keyspace: for tools, not hot paths.
     pub async fn detect_mode(&self) -> Result<Option<Mode>> {
         self.check_open()?;
         let conn = &self.protocol.common().conn;
@@ -235,6 +236,15 @@ impl Queue {
         }
         if has_wait {
             return Ok(Some(Mode::List));
+        }
+        // an idle queue: what its workers recorded (`heartbeat.lua`)
+        let meta = &self.protocol.common().keys.meta;
+        let cmd = redis::cmd("HGET").arg(meta).arg("mode").to_owned();
+        let recorded: Option<String> = conn.query(meta, &cmd).await?;
+        match recorded.as_deref() {
+            Some("stream") => return Ok(Some(Mode::Stream)),
+            Some("list") => return Ok(Some(Mode::List)),
+            _ => {}
         }
         // every job in flight: only processing lists are left
         let pattern = crate::keys::active_pattern(prefix, name);

@@ -749,7 +749,7 @@ async fn list_mode_list_key_consumes_elements_of_a_plain_lpush_producer() {
         keys_matching(&mut conn, "jobs:email*").await,
         Vec::<String>::new()
     );
-    let mut all = vec![active.clone(), keys.workers.clone()];
+    let mut all = vec![active.clone(), keys.workers.clone(), keys.meta.clone()];
     all.sort();
     assert_eq!(keys_matching(&mut conn, "*").await, all);
 

@@ -92,6 +92,8 @@ async fn counts_and_totals(queue: Arc<Queue>, mode: Mode) {
     let s = other.stats().await.expect("stats");
     assert_eq!((s.completed, s.failed, s.dead), (3, 2, 1));
     assert_eq!(other.counters().snapshot().completed, 3);
+    // idle (in list mode no key says the mode any more): the workers recorded it
+    assert_eq!(other.detect_mode().await.unwrap(), Some(mode));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,10 @@ impl AnyProtocol {
                 max_age: cfg.dead_max_age,
             },
             dedup_window: cfg.dedup_window,
+            mode: match cfg.mode {
+                Mode::Stream => "stream",
+                Mode::List => "list",
+            },
         };
         match cfg.mode {
             Mode::Stream => AnyProtocol::Stream(StreamProtocol {

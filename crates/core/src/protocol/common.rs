@@ -33,6 +33,9 @@ pub struct Common {
     pub(crate) dead: DeadPolicy,
     /// An add with a `jobId` seen within this window adds nothing.
     pub(crate) dedup_window: std::time::Duration,
+    /// `stream` or `list`: recorded in `meta` by every heartbeat, for tools that find an idle
+    /// queue (no key of either mode left).
+    pub(crate) mode: &'static str,
 }
 
 impl Common {
@@ -44,9 +47,11 @@ impl Common {
         let workers = &self.keys.workers;
         let mut call = scripts::HEARTBEAT.prepare_invoke();
         call.key(workers)
+            .key(&self.keys.meta)
             .arg(&c.id)
             .arg(c.visibility_timeout.as_millis() as u64)
-            .arg(OVERDUE_BATCH);
+            .arg(OVERDUE_BATCH)
+            .arg(self.mode);
         let mut reply: Vec<String> = self.conn.invoke(workers, &call).await?;
         let server_ms = match reply.is_empty() {
             true => 0,
@@ -117,7 +122,8 @@ impl Common {
     }
 
     /// Adds to the queue-wide totals of finished jobs (`meta` fields `completed`, `failed`),
-    /// which every process's workers feed: the rates that `holdfast watch` and the dashboard show.
+    /// which every process's workers feed: the rates that `holdfast watch` and the dashboard
+    /// show.
     pub async fn add_totals(&self, completed: u64, failed: u64) -> Result<()> {
         let meta = &self.keys.meta;
         let mut pipe = redis::pipe();
