@@ -410,6 +410,14 @@ fn mode_name(mode: core::Mode) -> String {
     }
 }
 
+/// A payload as an object field pair: the text, or '' and the bytes.
+fn payload_or_bytes(payload: &core::Bytes, binary: bool) -> (String, Option<Buffer>) {
+    match text_or_bytes(payload, binary) {
+        Ok(text) => (text.to_owned(), None),
+        Err(bytes) => (String::new(), Some(bytes)),
+    }
+}
+
 fn text_or_bytes(payload: &core::Bytes, binary: bool) -> std::result::Result<&str, Buffer> {
     if !binary {
         if let Ok(text) = std::str::from_utf8(payload) {
@@ -677,10 +685,7 @@ impl NativeQueue {
         Ok(jobs
             .into_iter()
             .map(|j| {
-                let (payload, bytes) = match text_or_bytes(&j.payload, j.binary) {
-                    Ok(text) => (text.to_owned(), None),
-                    Err(bytes) => (String::new(), Some(bytes)),
-                };
+                let (payload, bytes) = payload_or_bytes(&j.payload, j.binary);
                 NativeWaitingJob {
                     id: j.id,
                     payload,
@@ -789,10 +794,7 @@ impl NativeQueue {
         Ok(jobs
             .into_iter()
             .map(|j| {
-                let (payload, bytes) = match text_or_bytes(&j.payload, j.binary) {
-                    Ok(text) => (text.to_owned(), None),
-                    Err(bytes) => (String::new(), Some(bytes)),
-                };
+                let (payload, bytes) = payload_or_bytes(&j.payload, j.binary);
                 NativeDeadJob {
                     id: j.id,
                     payload,

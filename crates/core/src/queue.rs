@@ -188,14 +188,7 @@ impl Queue {
         let mut found = std::collections::BTreeMap::<String, Option<Mode>>::new();
         let mut cursor = 0u64;
         loop {
-            let cmd = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .to_owned();
-            let (next, keys): (u64, Vec<String>) = conn.query("", &cmd).await?;
+            let (next, keys) = scan_page(conn, cursor, &pattern).await?;
             for key in &keys {
                 let Some((name, part)) = crate::keys::parse_queue_key(prefix, key) else {
                     continue;
@@ -250,14 +243,7 @@ impl Queue {
         let pattern = crate::keys::active_pattern(prefix, name);
         let mut cursor = 0u64;
         loop {
-            let cmd = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .to_owned();
-            let (next, keys): (u64, Vec<String>) = conn.query(&stream, &cmd).await?;
+            let (next, keys) = scan_page(conn, cursor, &pattern).await?;
             if !keys.is_empty() {
                 return Ok(Some(Mode::List));
             }
@@ -356,4 +342,16 @@ impl Queue {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+}
+
+/// One `SCAN` step: the next cursor (0: done) and the keys matching `pattern`.
+async fn scan_page(conn: &Conn, cursor: u64, pattern: &str) -> Result<(u64, Vec<String>)> {
+    let cmd = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .to_owned();
+    conn.query(pattern, &cmd).await
 }
