@@ -331,7 +331,7 @@ export interface WorkerOptions {
   maxAttempts?: number
   /** Deliveries (crashes, expired leases) per entry before it goes to `dead` (default 5). */
   maxDeliveries?: number
-  /** Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE) in ms (default 1000). */
+  /** Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE) in ms (default 5000). */
   blockMs?: number
   /**
    * Jobs fetched ahead of free handler slots. Default: adaptive, from `concurrency` up to

@@ -81,3 +81,37 @@ test('one documented rule fewer is refused: the rules above are needed', async (
   await queue.close()
   assert.ok((await denials(admin)).some((d) => d === 'command:xadd'))
 })
+
+test('without channels (the rules above less `&holdfast:*`) delays and pauses still work: workers poll', async (t) => {
+  const rules = documentedAclRules().filter((r) => r !== '&holdfast:*')
+  const { admin, url } = await setup(t, rules)
+  for (const mode of MODES) {
+    const queue = new ReliableQueue(uniqueName('acl-nochan'), { url, mode })
+    const other = new ReliableQueue(queue.name, { url, mode })
+    const done = []
+    const errors = []
+    const worker = queue.process(async (job) => {
+      if (job.data === 'fail-once' && job.attempt === 1) throw new Error('no')
+      done.push(job.data)
+    })
+    worker.on('error', (e) => errors.push(`${e.code} ${e.message}`))
+    // from another queue object, so nothing of this process's own pause applies
+    await other.add('delayed', { delayMs: 200 })
+    await other.add('fail-once', { backoff: { type: 'fixed', delayMs: 200 } })
+    await waitFor(() => done.length === 2, 10_000, 'the delayed job and the retry ran')
+    await other.pause()
+    await new Promise((r) => setTimeout(r, 1000)) // the flag is polled every 200 ms
+    await other.add('while paused')
+    await new Promise((r) => setTimeout(r, 500))
+    assert.deepEqual(done.sort(), ['delayed', 'fail-once'])
+    await other.resume()
+    await waitFor(() => done.length === 3, 10_000, 'ran after resume')
+    await other.close()
+    await queue.close()
+    assert.deepEqual(errors, [], mode)
+  }
+  // the only denials: the publishes and subscriptions that fell back to polling
+  const denied = new Set(await denials(admin))
+  assert.ok(denied.size > 0, 'the channel was refused')
+  for (const d of denied) assert.match(d, /^channel:holdfast:\{acl-nochan/, [...denied].join(' '))
+})

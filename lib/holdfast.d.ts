@@ -218,7 +218,7 @@ export interface ProcessOptions {
   maxAttempts?: number
   /** Deliveries of one entry (worker crashes, expired leases) before it goes to dead. Default 5. */
   maxDeliveries?: number
-  /** How long one blocking read waits for new jobs, in ms; also bounds how long close() waits for it. Default 1000. */
+  /** How long one blocking read waits for new jobs, in ms; close() and pause() wake it with CLIENT UNBLOCK (without that permission they wait for it). Default 5000. */
   blockMs?: number
   /**
    * Jobs fetched ahead of free handler slots, so the next jobs are at hand when handlers finish

@@ -229,7 +229,7 @@ pub struct WorkerOptions {
     pub max_attempts: Option<f64>,
     /// Deliveries (crashes, expired leases) per entry before it goes to `dead` (default 5).
     pub max_deliveries: Option<f64>,
-    /// Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE) in ms (default 1000).
+    /// Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE) in ms (default 5000).
     pub block_ms: Option<f64>,
     /// Jobs fetched ahead of free handler slots. Default: adaptive, from `concurrency` up to
     /// 10 x `concurrency` while handlers finish fast. A number fixes it (0: none).

@@ -1,7 +1,7 @@
 -- Schedules the next attempt of a failed job and acknowledges the failed delivery, in one step:
 -- a crash between the two cannot lose or double it. With a backoff delay the job waits in the
--- `delayed` zset (as an envelope); without one it is re-added at once. (lib/envelope.lua and
--- lib/stream.lua are prepended.)
+-- `delayed` zset (as an envelope); without one it is re-added at once. (lib/envelope.lua,
+-- lib/stream.lua and lib/delay.lua are prepended.)
 -- KEYS[1] stream
 -- KEYS[2] delayed (zset: envelope -> due, unix ms)
 -- ARGV[1] consumer group
@@ -9,6 +9,7 @@
 -- ARGV[3] job id (kept across attempts)
 -- ARGV[4] next attempt number (1-based)
 -- ARGV[5] due, unix ms (0: now)
+-- ARGV[6] the queue's events channel (lib/delay.lua)
 -- returns 1, or 0 when the entry was no longer pending (another worker recovered it and already
 --         finished it), in which case nothing is added
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -17,7 +18,7 @@ if entry == nil then return 0 end
 local e = hf_fields(entry[2])
 local data, options = e.d or '', e.o or ''
 if tonumber(ARGV[5]) > 0 then
-  redis.call('ZADD', KEYS[2], ARGV[5], hf_encode(ARGV[3], ARGV[4], 0, options, data))
+  hf_delay(KEYS[2], ARGV[5], hf_encode(ARGV[3], ARGV[4], 0, options, data), ARGV[6])
 else
   hf_xadd(KEYS[1], data, ARGV[3], ARGV[4], options)
 end

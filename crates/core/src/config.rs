@@ -258,8 +258,9 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// Deliveries of one entry (crashes, expired leases) before it goes to `dead`.
     pub max_deliveries: u32,
-    /// Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE timeout); also bounds how
-    /// long `close` waits for a blocked read.
+    /// Longest wait of one blocking read (XREADGROUP BLOCK, BLMOVE timeout): what an idle
+    /// worker costs Redis. `close` and `pause` wake a blocked read with CLIENT UNBLOCK; without
+    /// that permission they wait for it.
     pub block: Duration,
     /// Jobs fetched ahead of free handler slots (their leases are renewed like the others'),
     /// handed out by [`crate::Worker::complete`].
@@ -287,7 +288,7 @@ impl Default for WorkerConfig {
             visibility_timeout: Duration::from_secs(3),
             max_attempts: 3,
             max_deliveries: 5,
-            block: Duration::from_secs(1),
+            block: Duration::from_secs(5),
             prefetch: PrefetchPolicy::Adaptive,
         }
     }

@@ -28,6 +28,9 @@ pub struct QueueKeys {
     pub outcomes: String,
     /// Prefix of `outcome:<job id>`: a finished job's outcome, for jobs that keep it.
     pub outcome_prefix: String,
+    /// Not a key: the pub/sub channel that wakes the queue's idle workers (`signals.rs`):
+    /// `d` a job became the earliest in `delayed`, `p` the paused flag changed.
+    pub events: String,
 }
 
 impl QueueKeys {
@@ -40,6 +43,7 @@ impl QueueKeys {
             meta: key(prefix, name, "meta"),
             outcomes: key(prefix, name, "outcomes"),
             outcome_prefix: key(prefix, name, "outcome:"),
+            events: key(prefix, name, "events"),
         }
     }
 

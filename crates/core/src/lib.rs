@@ -9,7 +9,7 @@
 //! Layers, each using only those above it (ARCHITECTURE.md draws them):
 //! 1. leaf types: `error`, `config`, `keys`, `envelope`, `job`, `util`, `metrics`
 //! 2. Redis plumbing: `net` (the endpoint and the one way to open a socket, with `tls`), `conn`
-//!    (connections, the one command runner), `resp`, `scripts`
+//!    (connections, the one command runner), `resp`, `scripts`, `signals` (wake-ups)
 //! 3. [`protocol`]: each mode's Redis protocol, returning what happened as values
 //! 4. `runtime`: the worker's tasks and jobs in flight, over any protocol
 //! 4. `outcomes`: waiting for jobs that other processes run (beside the runtime)
@@ -30,6 +30,7 @@ mod resp;
 mod runtime;
 mod scripts;
 mod server;
+mod signals;
 mod tls;
 mod util;
 

@@ -307,6 +307,18 @@ impl Endpoint {
         }
     }
 
+    /// Tells endpoints apart (address, user, password, TLS), so one process shares one
+    /// subscriber per server (`signals.rs`). Never shown: it holds the password.
+    pub(crate) fn identity(&self) -> String {
+        format!(
+            "{}\0{:?}\0{:?}\0{}",
+            self.name(),
+            self.redis.username(),
+            self.redis.password(),
+            self.tls.is_some()
+        )
+    }
+
     /// User, password and database, for connections that set themselves up (`resp.rs`).
     pub(crate) fn redis_settings(&self) -> &RedisConnectionInfo {
         &self.redis

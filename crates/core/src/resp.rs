@@ -99,6 +99,20 @@ impl RespConn {
         self.reply(xread_jobs, stream).await
     }
 
+    /// Sends a command without waiting for its reply: on a subscribed connection replies come
+    /// in the stream of pushes that [`RespConn::push`] reads.
+    pub async fn send(&mut self, args: &[&[u8]]) -> Result<()> {
+        self.command(args);
+        self.flush().await
+    }
+
+    /// The next push of a subscribed connection, as its parts (`message`, channel, payload;
+    /// `subscribe`, channel, count; `pong`, ..). Fails after the response timeout of silence.
+    /// Cancel-safe: what was read stays buffered for the next call.
+    pub async fn push(&mut self) -> Result<Vec<Vec<u8>>> {
+        self.reply(parts, "").await
+    }
+
     fn command(&mut self, args: &[&[u8]]) {
         self.out
             .extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
@@ -299,6 +313,23 @@ fn role(c: &mut Cursor) -> Parsed<Vec<u8>> {
         skip(c).map_err(|_| Fail::Protocol("truncated ROLE reply".into()))?;
     }
     Ok(first)
+}
+
+/// An array of strings and integers (a pub/sub push), each as its bytes.
+fn parts(c: &mut Cursor) -> Parsed<Vec<Vec<u8>>> {
+    let n = c.array()?.unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = c.pos;
+        match c.need_line()? {
+            (b':', digits) => out.push(digits.to_vec()),
+            _ => {
+                c.pos = at;
+                out.push(c.bulk()?.unwrap_or_default().to_vec());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Skips one whole reply, or says how much more input it needs.

@@ -27,6 +27,7 @@ script!(
     STREAM_ADD,
     "add.lua",
     "envelope.lua",
+    "delay.lua",
     "stream.lua",
     "push_stream.lua"
 );
@@ -51,7 +52,8 @@ script!(
     STREAM_RETRY,
     "stream_retry.lua",
     "envelope.lua",
-    "stream.lua"
+    "stream.lua",
+    "delay.lua"
 );
 script!(STREAM_DEAD, "stream_dead.lua", "stream.lua", "dead.lua");
 script!(
@@ -64,7 +66,13 @@ script!(
 script!(STREAM_REAP, "stream_reap.lua", "time.lua");
 
 // List mode.
-script!(LIST_ADD, "add.lua", "envelope.lua", "push_list.lua");
+script!(
+    LIST_ADD,
+    "add.lua",
+    "envelope.lua",
+    "delay.lua",
+    "push_list.lua"
+);
 script!(LIST_PROMOTE, "promote.lua", "envelope.lua", "push_list.lua");
 script!(
     LIST_DEAD_RETRY,
@@ -74,7 +82,7 @@ script!(
     "push_list.lua"
 );
 script!(LIST_FETCH, "list_fetch.lua");
-script!(LIST_RETRY, "list_retry.lua");
+script!(LIST_RETRY, "list_retry.lua", "delay.lua");
 script!(LIST_DEAD, "list_dead.lua", "dead.lua");
 script!(LIST_RETURN_ORPHANS, "list_return_orphans.lua");
 script!(

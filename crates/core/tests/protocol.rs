@@ -29,7 +29,10 @@ fn consumer(id: &str, visibility_ms: u64, max_deliveries: u32) -> Consumer {
 /// A consumer that is registered (heartbeat) with a prepared queue and an open reader.
 async fn reader(queue: &Queue, c: &Consumer) -> AnyReader {
     let p = queue.protocol();
-    p.common().heartbeat(c).await.expect("heartbeat");
+    p.common()
+        .heartbeat(c, c.visibility_timeout, true)
+        .await
+        .expect("heartbeat");
     p.prepare().await.expect("prepare");
     p.connect_reader(Duration::from_millis(BLOCK_MS))
         .await
@@ -519,7 +522,10 @@ async fn reap_handles_workers_whose_heartbeat_deadline_passed() {
         let ids = add(&queue, &["x"]).await;
         read(&queue, &mut r, &crashed, 10).await;
         let reaper = consumer("reaper", 30_000, 5);
-        p.common().heartbeat(&reaper).await.expect("heartbeat");
+        p.common()
+            .heartbeat(&reaper, reaper.visibility_timeout, true)
+            .await
+            .expect("heartbeat");
         assert_eq!(stats(&queue).await.workers, 2, "{mode:?}");
         eventually(DEADLINE, "the crashed worker's deadline passes", || async {
             match stats(&queue).await.workers {
@@ -531,7 +537,7 @@ async fn reap_handles_workers_whose_heartbeat_deadline_passed() {
         // the reaper's next heartbeat names it
         let overdue = p
             .common()
-            .heartbeat(&reaper)
+            .heartbeat(&reaper, reaper.visibility_timeout, true)
             .await
             .expect("heartbeat")
             .overdue;
@@ -576,7 +582,7 @@ async fn reap_handles_workers_whose_heartbeat_deadline_passed() {
         }
         assert!(p
             .common()
-            .heartbeat(&reaper)
+            .heartbeat(&reaper, reaper.visibility_timeout, true)
             .await
             .expect("hb")
             .overdue
@@ -609,7 +615,7 @@ async fn list_mode_reaper_dead_letters_a_job_past_max_deliveries() {
     let reaper = consumer("reaper", 30_000, 1);
     let overdue = p
         .common()
-        .heartbeat(&reaper)
+        .heartbeat(&reaper, reaper.visibility_timeout, true)
         .await
         .expect("heartbeat")
         .overdue;
@@ -778,8 +784,14 @@ async fn heartbeats_and_the_pause_flag_are_shared_by_every_mode() {
         let queue = queue_in(&redis.url(), "p-common", mode);
         let common = queue.protocol().common();
         let (a, b) = (consumer("a", 30_000, 5), consumer("b", 30_000, 5));
-        common.heartbeat(&a).await.expect("heartbeat");
-        common.heartbeat(&b).await.expect("heartbeat");
+        common
+            .heartbeat(&a, a.visibility_timeout, true)
+            .await
+            .expect("heartbeat");
+        common
+            .heartbeat(&b, b.visibility_timeout, true)
+            .await
+            .expect("heartbeat");
         assert_eq!(stats(&queue).await.workers, 2, "{mode:?}");
         common.unregister(&a).await.expect("unregister");
         assert_eq!(stats(&queue).await.workers, 1, "{mode:?}");

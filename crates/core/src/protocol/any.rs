@@ -45,6 +45,10 @@ impl AnyProtocol {
                 Mode::Stream => "stream",
                 Mode::List => "list",
             },
+            stream: match cfg.mode {
+                Mode::Stream => Some(StreamKeys::new(&cfg.prefix, &cfg.name).stream),
+                Mode::List => None,
+            },
         };
         match cfg.mode {
             Mode::Stream => AnyProtocol::Stream(StreamProtocol {

@@ -17,12 +17,19 @@ use crate::util::{new_job_id, now_ms};
 /// Dead workers named per heartbeat; the next heartbeat names the rest.
 const OVERDUE_BATCH: usize = 100;
 
-/// What a heartbeat learnt: the server's clock, and the workers whose deadline passed.
+/// What a heartbeat learnt: the server's clock, the workers whose deadline passed, and what
+/// tells a worker whether it may beat rarely (idle) or must keep looking.
 #[derive(Debug, Clone, Default)]
 pub struct Heartbeat {
     /// Unix ms by the Redis server's clock.
     pub server_ms: u64,
     pub overdue: Vec<String>,
+    /// The queue's paused flag.
+    pub paused: bool,
+    /// The earliest deadline of another worker that has not passed (server unix ms).
+    pub next_deadline: Option<u64>,
+    /// Stream mode: entries pending in the group (delivered, not acknowledged).
+    pub pending: Option<u64>,
 }
 
 pub struct Common {
@@ -33,33 +40,43 @@ pub struct Common {
     pub(crate) dead: DeadPolicy,
     /// An add with a `jobId` seen within this window adds nothing.
     pub(crate) dedup_window: std::time::Duration,
-    /// `stream` or `list`: recorded in `meta` by every heartbeat, for tools that find an idle
-    /// queue (no key of either mode left).
+    /// `stream` or `list`: recorded in `meta` by a worker's first heartbeat, for tools that find
+    /// an idle queue (no key of either mode left).
     pub(crate) mode: &'static str,
+    /// Stream mode's stream: heartbeats count its group's pending entries.
+    pub(crate) stream: Option<String>,
 }
 
 impl Common {
-    /// Registers or renews a worker: its deadline is the visibility timeout from now, in the
-    /// server's time. A worker silent past it is dead, and its jobs go to others. Returns the
-    /// server's time and the workers whose deadline passed (never `c`), for
-    /// [`super::Protocol::reap`].
-    pub async fn heartbeat(&self, c: &Consumer) -> Result<Heartbeat> {
+    /// Registers or renews a worker: its deadline is `lease` from now, in the server's time. A
+    /// worker silent past it is dead, and its jobs go to others. Returns the server's time, the
+    /// workers whose deadline passed (never `c`), for [`super::Protocol::reap`], and the rest of
+    /// [`Heartbeat`]. `first`: record the mode in `meta` too.
+    pub async fn heartbeat(
+        &self,
+        c: &Consumer,
+        lease: std::time::Duration,
+        first: bool,
+    ) -> Result<Heartbeat> {
         let workers = &self.keys.workers;
         let mut call = scripts::HEARTBEAT.prepare_invoke();
         call.key(workers)
             .key(&self.keys.meta)
             .arg(&c.id)
-            .arg(c.visibility_timeout.as_millis() as u64)
+            .arg(lease.as_millis() as u64)
             .arg(OVERDUE_BATCH)
-            .arg(self.mode);
-        let mut reply: Vec<String> = self.conn.invoke(workers, &call).await?;
-        let server_ms = match reply.is_empty() {
-            true => 0,
-            false => reply.remove(0).parse().unwrap_or(0),
-        };
+            .arg(if first { self.mode } else { "" });
+        if let Some(stream) = &self.stream {
+            call.key(stream).arg(crate::keys::GROUP);
+        }
+        let reply: Vec<String> = self.conn.invoke(workers, &call).await?;
+        let num = |i: usize| -> i64 { reply.get(i).and_then(|v| v.parse().ok()).unwrap_or(-1) };
         Ok(Heartbeat {
-            server_ms,
-            overdue: reply,
+            server_ms: num(0).max(0) as u64,
+            paused: num(1) == 1,
+            next_deadline: u64::try_from(num(2)).ok(),
+            pending: u64::try_from(num(3)).ok(),
+            overdue: reply.into_iter().skip(4).collect(),
         })
     }
 
@@ -71,7 +88,8 @@ impl Common {
         Ok(())
     }
 
-    /// Stops or restarts fetching in every worker of the queue.
+    /// Stops or restarts fetching in every worker of the queue, and tells them at once on the
+    /// queue's channel (best effort: each also reads the flag with its heartbeats).
     pub async fn set_paused(&self, paused: bool) -> Result<()> {
         let meta = &self.keys.meta;
         let cmd = match paused {
@@ -79,6 +97,12 @@ impl Common {
             false => redis::cmd("HDEL").arg(meta).arg("paused").to_owned(),
         };
         self.conn.query::<i64>(meta, &cmd).await?;
+        let publish = redis::cmd("PUBLISH")
+            .arg(&self.keys.events)
+            .arg("p")
+            .to_owned();
+        // an ACL without channels refuses it; workers then find the flag by polling
+        let _ = self.conn.query::<i64>(meta, &publish).await;
         Ok(())
     }
 
@@ -251,7 +275,9 @@ impl Common {
                 call.key(k.dedup(id));
             }
         }
-        call.arg(now).arg(self.dedup_window.as_millis() as u64);
+        call.arg(now)
+            .arg(self.dedup_window.as_millis() as u64)
+            .arg(&k.events);
         for job in jobs {
             let due = job.run_at_ms.filter(|&t| t > now).unwrap_or(0);
             let id = match (&job.job_id, entry_ids && due == 0) {

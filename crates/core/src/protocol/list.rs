@@ -284,7 +284,8 @@ impl Protocol for ListProtocol {
             .key(&self.common.keys.delayed)
             .arg(receipt)
             .arg(next)
-            .arg(due_ms);
+            .arg(due_ms)
+            .arg(&self.common.keys.events);
         self.common.conn.invoke::<i64>(&active, &call).await?;
         Ok(())
     }

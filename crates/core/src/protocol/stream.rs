@@ -264,7 +264,8 @@ impl Protocol for StreamProtocol {
             .arg(receipt)
             .arg(id)
             .arg(next_attempt)
-            .arg(due_ms);
+            .arg(due_ms)
+            .arg(&self.common.keys.events);
         self.common.conn.invoke::<i64>(stream, &call).await?;
         Ok(())
     }

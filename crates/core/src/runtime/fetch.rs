@@ -81,6 +81,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         shared.emit_dead(found.dead);
                     }
                     if !found.jobs.is_empty() {
+                        shared.stop_resting().await;
                         shared.emit(WorkerEvent::Stalled {
                             ids: found.jobs.iter().map(|j| j.id.clone()).collect(),
                         });
@@ -95,10 +96,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
             continue;
         }
 
-        let block = shared
-            .cfg
-            .block
-            .min(next_recover.saturating_duration_since(Instant::now()));
+        // a worker out of steady contact (resting, see maintenance.rs) recovers nothing: it
+        // blocks the whole time
+        let block = match shared.recovery_deadline() {
+            Some(_) => shared
+                .cfg
+                .block
+                .min(next_recover.saturating_duration_since(Instant::now())),
+            None => shared.cfg.block,
+        };
         let block_ms = block.as_millis().max(1) as u64;
         if !shared.gate.enter_read() {
             continue;
@@ -112,6 +118,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     shared.prefetch.reset();
                 }
                 backoff.reset();
+                if !jobs.is_empty() {
+                    shared.stop_resting().await;
+                }
                 shared.deliver(jobs);
             }
             Err(e) => handle(&shared, e, &mut conn, &mut backoff, &mut closing).await,
@@ -162,7 +171,17 @@ async fn fail(
 async fn connect(shared: &Shared, reconnect: bool) -> Result<AnyReader> {
     let p = &*shared.protocol;
     let c = &shared.consumer;
-    shared.heartbeat().await?;
+    {
+        // not racing a rest heartbeat of maintenance's; it beats next at the busy rhythm
+        let _beating = shared.beating.lock().await;
+        shared
+            .resting
+            .store(false, std::sync::atomic::Ordering::Release);
+        shared
+            .heartbeat(shared.cfg.visibility_timeout, true)
+            .await?;
+    }
+    shared.woke.notify_one();
     p.prepare().await?;
     if reconnect {
         if let Some(listed) = p.listed(c).await? {

@@ -67,8 +67,12 @@ impl Worker {
             visibility_timeout: cfg.visibility_timeout,
             max_deliveries: cfg.max_deliveries,
         };
+        let listener = crate::signals::listen(
+            protocol.common().conn.endpoint(),
+            &protocol.common().keys.events,
+        );
         let shared = Arc::new(Shared::new(
-            protocol, consumer, cfg, dispatch, finish_tx, counters,
+            protocol, consumer, cfg, dispatch, finish_tx, counters, listener,
         ));
         let (stop_maintenance, stop_rx) = watch::channel(false);
         let tasks = Tasks {
@@ -261,12 +265,18 @@ impl Worker {
         tasks.stop_maintenance.send_replace(true);
         let _ = tasks.maintenance.await;
         let _ = tasks.scheduler.await;
+        shared.stop_listening();
         // best effort: what is left is written by another worker of the queue, if any
         let _ = maintenance::flush_totals(shared).await;
         let common = shared.protocol.common();
         let left = match shared.protocol.leave(&shared.consumer).await {
             Ok(true) => common.unregister(&shared.consumer).await,
-            Ok(false) => Ok(()),
+            // a resting worker's deadline is far: bring it to one lease from now, so a reaper
+            // takes what is left that soon
+            Ok(false) => shared
+                .heartbeat(shared.cfg.visibility_timeout, false)
+                .await
+                .map(drop),
             Err(e) => Err(e),
         };
         if let Err(e) = left {

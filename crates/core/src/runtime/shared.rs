@@ -15,7 +15,8 @@ use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::job::{Job, KeptOutcome};
 use crate::metrics::Counters;
-use crate::protocol::{AnyProtocol, Consumer, Dead, Protocol};
+use crate::protocol::{AnyProtocol, Consumer, Dead, Heartbeat, Protocol};
+use crate::signals::{Listener, Wakers};
 
 /// What the acker is asked to write (or do), in order.
 pub(super) enum Finish {
@@ -265,6 +266,18 @@ pub(super) struct Shared {
     pub prefetch: Prefetch,
     /// This queue's counters in this process (shared with its other workers).
     pub counters: Arc<Counters>,
+    /// Wake-ups from other processes (`signals.rs`); dropped on close.
+    listener: Mutex<Option<Listener>>,
+    wakers: Arc<Wakers>,
+    /// This worker's deadline is the long one of a resting worker (see `maintenance.rs`). Set
+    /// before such a heartbeat is sent, under `beating`.
+    pub resting: AtomicBool,
+    /// Held while a heartbeat that may set the long deadline is in flight.
+    pub beating: tokio::sync::Mutex<()>,
+    /// Jobs were delivered since the last heartbeat.
+    pub delivered: AtomicBool,
+    /// Wakes maintenance: a resting worker got jobs.
+    pub woke: Notify,
 }
 
 impl Shared {
@@ -275,6 +288,7 @@ impl Shared {
         dispatch: Arc<dyn Dispatch>,
         finish_tx: mpsc::UnboundedSender<Finish>,
         counters: Arc<Counters>,
+        listener: Listener,
     ) -> Self {
         let (floor, max) = cfg.prefetch_range();
         Self {
@@ -292,17 +306,62 @@ impl Shared {
             ready: Mutex::new(Ready::default()),
             prefetch: Prefetch::new(floor, max),
             counters,
+            wakers: listener.wakers.clone(),
+            listener: Mutex::new(Some(listener)),
+            resting: AtomicBool::new(false),
+            beating: tokio::sync::Mutex::new(()),
+            delivered: AtomicBool::new(false),
+            woke: Notify::new(),
         }
     }
 
-    /// Writes this worker's heartbeat, notes the contact with Redis, and returns the workers
-    /// whose deadline passed.
-    pub async fn heartbeat(&self) -> Result<Vec<String>> {
+    pub fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    /// Whether wake-ups from other processes come (else the scheduler and the pause check
+    /// poll as often as they must).
+    pub fn signalled(&self) -> bool {
+        self.listener
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(Listener::live)
+    }
+
+    /// Before a resting worker runs the jobs it just fetched: its deadline goes back to one
+    /// visibility timeout from now (list mode's heartbeat is the lease of its processing list),
+    /// so a crash from here on is noticed that soon. A rest heartbeat in flight is waited for.
+    pub async fn stop_resting(&self) {
+        if !self.resting.load(Ordering::Acquire) {
+            return;
+        }
+        let _beating = self.beating.lock().await;
+        if self.resting.swap(false, Ordering::AcqRel) {
+            // an error is maintenance's to report; it beats again at once
+            let _ = self.heartbeat(self.cfg.visibility_timeout, false).await;
+            self.woke.notify_one();
+        }
+    }
+
+    /// Unsubscribes (on close).
+    pub fn stop_listening(&self) {
+        self.listener.lock().unwrap().take();
+    }
+
+    /// Writes this worker's heartbeat with a deadline `lease` from now, notes the contact with
+    /// Redis, and returns what it learnt (the workers whose deadline passed, ...).
+    pub async fn heartbeat(&self, lease: Duration, first: bool) -> Result<Heartbeat> {
         let sent = Instant::now();
-        match self.protocol.common().heartbeat(&self.consumer).await {
+        match self
+            .protocol
+            .common()
+            .heartbeat(&self.consumer, lease, first)
+            .await
+        {
             Ok(hb) => {
                 self.contact.heard(sent, hb.server_ms, self.max_gap());
-                Ok(hb.overdue)
+                Ok(hb)
             }
             Err(e) => {
                 self.contact.lost();
@@ -324,6 +383,11 @@ impl Shared {
     /// The longest silence between heartbeat replies that still counts as contact.
     fn max_gap(&self) -> Duration {
         2 * self.cfg.heartbeat_every()
+    }
+
+    /// Whether this worker holds jobs (running or prefetched).
+    pub fn busy(&self) -> bool {
+        self.slab().len() > 0
     }
 
     pub fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {
@@ -489,6 +553,7 @@ impl Shared {
             return;
         }
         self.prefetch.delivered(&jobs);
+        self.delivered.store(true, Ordering::Release);
         {
             let mut slab = self.slab();
             for job in &mut jobs {
