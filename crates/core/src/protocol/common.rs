@@ -14,9 +14,6 @@ use crate::keys::QueueKeys;
 use crate::scripts;
 use crate::util::{new_job_id, now_ms};
 
-/// Dead workers named per heartbeat; the next heartbeat names the rest.
-const OVERDUE_BATCH: usize = 100;
-
 /// What a heartbeat learnt: the server's clock, the workers whose deadline passed, and what
 /// tells a worker whether it may beat rarely (idle) or must keep looking.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +61,6 @@ impl Common {
             .key(&self.keys.meta)
             .arg(&c.id)
             .arg(lease.as_millis() as u64)
-            .arg(OVERDUE_BATCH)
             .arg(if first { self.mode } else { "" });
         if let Some(stream) = &self.stream {
             call.key(stream).arg(crate::keys::GROUP);
