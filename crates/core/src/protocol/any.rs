@@ -4,9 +4,7 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
-use super::list::ListProtocol;
+use super::list::{ListProtocol, ListReader};
 use super::stream::{StreamProtocol, StreamReader};
 use super::{Common, Consumer, Cursor, Place, Protocol, Reaped, Recovered};
 use crate::config::{Mode, QueueConfig};
@@ -23,7 +21,7 @@ pub enum AnyProtocol {
 /// The fetch connection of either mode.
 pub enum AnyReader {
     Stream(StreamReader),
-    List(MultiplexedConnection),
+    List(ListReader),
 }
 
 impl AnyProtocol {

@@ -23,6 +23,22 @@ use crate::util::{job_id_ms, new_job_id, now_ms};
 
 /// How often an idle worker polls a full Redis, which refuses its blocking read.
 const FULL_POLL: Duration = Duration::from_millis(100);
+/// Jobs at least this large (on average, in the last batch) are fetched with LMOVE: every
+/// byte that passes through the fetch script costs Redis ~3 ns of Lua conversions (a 100 KB job
+/// ~300 us, against ~25 us for an LMOVE), while for small jobs one script call for the batch is
+/// cheaper than a command per job. Measured: `node benchmark/bench.js` cost scenario.
+const LARGE_JOB: usize = 1024;
+/// LMOVEs per pipelined read.
+const LMOVE_BATCH: usize = 64;
+
+/// A list-mode worker's fetch connection, and what its last read saw.
+pub struct ListReader {
+    conn: MultiplexedConnection,
+    /// The last jobs were large: fetch with LMOVE, not the script.
+    large: bool,
+    /// The last read found the wait list empty: block at once.
+    dry: bool,
+}
 
 pub struct ListProtocol {
     pub common: Common,
@@ -30,7 +46,7 @@ pub struct ListProtocol {
 }
 
 impl Protocol for ListProtocol {
-    type Reader = MultiplexedConnection;
+    type Reader = ListReader;
 
     fn common(&self) -> &Common {
         &self.common
@@ -170,21 +186,30 @@ impl Protocol for ListProtocol {
     }
 
     /// A redis-crate connection of its own: the fetch script and BLMOVE block it.
-    async fn connect_reader(&self, block: Duration) -> Result<(MultiplexedConnection, i64)> {
+    async fn connect_reader(&self, block: Duration) -> Result<(ListReader, i64)> {
         let mut conn = dedicated(self.common.conn.endpoint(), block).await?;
         let id: i64 = redis::cmd("CLIENT")
             .arg("ID")
             .query_async(&mut conn)
             .await
             .map_err(|e| Error::from_redis(e, ""))?;
-        Ok((conn, id))
+        // a first read of up to 64 with LMOVE costs little if the jobs are small; one script
+        // call for a whole prefetch of large ones costs much
+        let reader = ListReader {
+            conn,
+            large: true,
+            dry: false,
+        };
+        Ok((reader, id))
     }
 
-    /// Up to `count` jobs: moved at once when the wait list has them, else one BLMOVE that
-    /// blocks up to `block_ms` (the loop comes back for the rest at once).
+    /// Up to `count` jobs: moved at once when the wait list has them (small jobs with the fetch
+    /// script, large ones with pipelined LMOVEs: see [`ListReader`]), else one BLMOVE that
+    /// blocks up to `block_ms` (the loop comes back for the rest at once). After a read that
+    /// found nothing, the next one blocks at once: an idle worker sends one command per block.
     async fn read(
         &self,
-        reader: &mut MultiplexedConnection,
+        reader: &mut ListReader,
         c: &Consumer,
         count: usize,
         block_ms: u64,
@@ -193,13 +218,49 @@ impl Protocol for ListProtocol {
         let active = self.keys.active(&c.id);
         let map = |e| Error::from_redis(e, &format!("{wait} or {active}"));
         // Bytes, not String: one element that is not UTF-8 must not wedge the worker.
-        let mut elements: Vec<Vec<u8>> = scripts::LIST_FETCH
-            .key(wait)
-            .key(&active)
-            .arg(count)
-            .invoke_async(reader)
-            .await
-            .map_err(map)?;
+        let mut elements: Vec<Vec<u8>> = Vec::new();
+        if !reader.dry && reader.large {
+            let mut pipe = redis::pipe();
+            // each reply on its own: what moved before a refusal is ours and must be run
+            pipe.ignore_errors();
+            for _ in 0..count.min(LMOVE_BATCH) {
+                pipe.cmd("LMOVE")
+                    .arg(wait)
+                    .arg(&active)
+                    .arg("RIGHT")
+                    .arg("LEFT");
+            }
+            let replies: Vec<redis::RedisResult<Option<Vec<u8>>>> =
+                pipe.query_async(&mut reader.conn).await.map_err(map)?;
+            let mut refused = None;
+            for reply in replies {
+                match reply {
+                    Ok(el) => elements.extend(el),
+                    Err(e) => refused = refused.or(Some(map(e))),
+                }
+            }
+            match refused {
+                None => {}
+                // a full Redis refuses LMOVE; the script, which frees first, still moves jobs
+                Some(Error::RedisFull(_)) => reader.large = false,
+                Some(e) if elements.is_empty() => return Err(e),
+                Some(_) => {} // the next read meets it again
+            }
+        }
+        if !reader.dry && !reader.large && elements.is_empty() {
+            elements = scripts::LIST_FETCH
+                .key(wait)
+                .key(&active)
+                .arg(count)
+                .invoke_async(&mut reader.conn)
+                .await
+                .map_err(map)?;
+        }
+        if !elements.is_empty() {
+            let bytes: usize = elements.iter().map(Vec::len).sum();
+            reader.large = bytes / elements.len() >= LARGE_JOB;
+        }
+        reader.dry = elements.is_empty();
         if elements.is_empty() {
             let secs = Duration::from_millis(block_ms).as_secs_f64();
             let el: Result<Option<Vec<u8>>> = redis::cmd("BLMOVE")
@@ -208,14 +269,19 @@ impl Protocol for ListProtocol {
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(format!("{secs:.3}"))
-                .query_async(reader)
+                .query_async(&mut reader.conn)
                 .await
                 .map_err(map);
             match el {
-                Ok(el) => elements.extend(el),
+                Ok(el) => {
+                    // a job arrived: the next read takes what followed it without blocking
+                    reader.dry = el.is_none();
+                    elements.extend(el)
+                }
                 // A full Redis refuses BLMOVE (it may grow memory) but not the fetch script,
                 // which writes first: poll with that until memory is freed.
                 Err(Error::RedisFull(_)) => {
+                    reader.dry = false; // the fetch script next, which a full Redis allows
                     tokio::time::sleep(Duration::from_millis(block_ms).min(FULL_POLL)).await;
                 }
                 Err(e) => return Err(e),

@@ -95,7 +95,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         if now >= next_totals {
             next_totals = now + TOTALS_EVERY;
-            report(&shared, flush_totals(&shared).await);
+            match flush_totals(&shared).await {
+                // approximate by design: kept until Redis has room again
+                Err(crate::error::Error::RedisFull(_)) => {}
+                res => report(&shared, res),
+            }
         }
         let signalled = shared.signalled();
         if now >= next_pause_check {
