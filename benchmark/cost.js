@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+'use strict'
+// What a job costs Redis: server CPU (INFO cpu, user + system) per job to add it (addBulk) and
+// to drain it (a worker at concurrency 100 runs it and cleans up after it), at payloads of
+// 45 B, 1 KB, 10 KB and 100 KB, each peer on its own throwaway redis-server.
+//
+//   node benchmark/cost.js
+//   BENCH_PEERS=holdfast,holdfast-list,redis-stream BENCH_COST_SIZES=45,102400 node benchmark/cost.js
+// Jobs per point: 20 000 (45 B, 1 KB), 5 000 (10 KB), 1 000 (100 KB); BENCH_COST_SCALE=0.1 for a
+// smoke run. Prints a table to stdout (us of Redis CPU per job) and writes benchmark/cost.json.
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { createClient } = require('redis')
+const { RedisServer } = require('../scripts/redis-server')
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const holdfast = require('./peers/holdfast')
+const ALL = [holdfast.stream, holdfast.list, require('./peers/bullmq'), require('./peers/bee-queue'), require('./peers/redis-stream'), require('./peers/redis-list')]
+const PEERS = process.env.BENCH_PEERS ? ALL.filter((p) => process.env.BENCH_PEERS.split(',').includes(p.name)) : ALL
+const SIZES = (process.env.BENCH_COST_SIZES || '45,1024,10240,102400').split(',').map(Number)
+const SCALE = Number(process.env.BENCH_COST_SCALE || 1)
+const jobsFor = (size) => Math.max(10, Math.round((size >= 102400 ? 1000 : size >= 10240 ? 5000 : 20000) * SCALE))
+
+async function serverCpu(client) {
+  const info = await client.info('cpu')
+  return Number(/used_cpu_user:([\d.]+)/.exec(info)[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)[1])
+}
+
+async function point(peer, size) {
+  const n = jobsFor(size)
+  const server = await RedisServer.start()
+  const client = createClient({ url: server.url })
+  await client.connect()
+  const handle = await peer.open({ url: server.url, queue: 'cost', prefix: 'cost' })
+  try {
+    // a payload of `size` bytes once JSON-encoded: {"i":123,"p":"xxx"}
+    const item = (i) => ({ i, p: 'x'.repeat(Math.max(0, size - 14 - String(i).length)) })
+    const batch = Math.max(1, Math.min(1000, Math.floor(4_000_000 / size)))
+    const c0 = await serverCpu(client)
+    for (let i = 0; i < n; i += batch) {
+      await handle.addBulk(Array.from({ length: Math.min(batch, n - i) }, (_, j) => item(i + j)))
+    }
+    const c1 = await serverCpu(client)
+    let seen = 0
+    let done
+    const all = new Promise((r) => (done = r))
+    const worker = handle.startWorker({
+      concurrency: 100,
+      onData: () => ++seen === n && done(),
+      onFailed: (e) => { throw e },
+      onError: () => {},
+    })
+    await all
+    // cleanup after the last job (acks, trims) is part of the drain
+    for (let i = 0; i < 100; i++) {
+      const c = await handle.counts()
+      if (c.waiting + c.active === 0) break
+      await sleep(20)
+    }
+    await sleep(200)
+    const c2 = await serverCpu(client)
+    await worker.close()
+    const us = (secs) => +((secs * 1e6) / n).toFixed(2)
+    return { peer: peer.name, size, jobs: n, addUs: us(c1 - c0), drainUs: us(c2 - c1), totalUs: us(c2 - c0) }
+  } finally {
+    await handle.close().catch(() => {})
+    await client.quit().catch(() => {})
+    await server.stop()
+  }
+}
+
+async function main() {
+  for (const p of PEERS) p.describe()
+  const rows = []
+  for (const size of SIZES) {
+    for (const peer of PEERS) {
+      const r = await point(peer, size)
+      process.stderr.write(`cost: ${r.peer} ${size} B x${r.jobs}: add ${r.addUs} us, drain ${r.drainUs} us, total ${r.totalUs} us of Redis CPU per job\n`)
+      rows.push(r)
+    }
+  }
+  const out = ['| peer | payload | add us/job | drain us/job | total us/job |', '|---|---:|---:|---:|---:|']
+  for (const r of rows) out.push(`| ${r.peer} | ${r.size} B | ${r.addUs} | ${r.drainUs} | ${r.totalUs} |`)
+  process.stdout.write(out.join('\n') + '\n')
+  fs.writeFileSync(path.join(__dirname, 'cost.json'), JSON.stringify({ rows }, null, 2) + '\n')
+}
+
+main().catch((e) => {
+  process.stderr.write(`cost: ${e && e.stack ? e.stack : e}\n`)
+  process.exit(1)
+})
