@@ -78,6 +78,20 @@ struct Hub {
     live: AtomicBool,
     /// The task ended (no listener was left); a new listener needs a new hub.
     ended: AtomicBool,
+    /// The task, which also ends with the runtime it was spawned on (tests run one per test).
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Hub {
+    fn serving(&self) -> bool {
+        !self.ended.load(Ordering::Acquire)
+            && self
+                .task
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|t| !t.is_finished())
+    }
 }
 
 static HUBS: LazyLock<Mutex<HashMap<String, Arc<Hub>>>> = LazyLock::new(Default::default);
@@ -89,7 +103,7 @@ pub(crate) fn listen(endpoint: &Endpoint, channel: &str) -> Listener {
     let wakers = Arc::new(Wakers::default());
     let mut hubs = HUBS.lock().unwrap();
     let hub = match hubs.get(&key) {
-        Some(hub) if !hub.ended.load(Ordering::Acquire) => hub.clone(),
+        Some(hub) if hub.serving() => hub.clone(),
         _ => {
             let hub = Arc::new(Hub {
                 key: key.clone(),
@@ -98,9 +112,10 @@ pub(crate) fn listen(endpoint: &Endpoint, channel: &str) -> Listener {
                 changed: Notify::new(),
                 live: AtomicBool::new(false),
                 ended: AtomicBool::new(false),
+                task: Mutex::new(None),
             });
             hubs.insert(key, hub.clone());
-            tokio::spawn(run(hub.clone()));
+            *hub.task.lock().unwrap() = Some(tokio::spawn(run(hub.clone())));
             hub
         }
     };
