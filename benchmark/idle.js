@@ -10,14 +10,17 @@
 //   node benchmark/idle.js                      # every peer, 1/10/100 queues, 10 s windows
 //   BENCH_PEERS=holdfast,bullmq BENCH_IDLE_QUEUES=100 node benchmark/idle.js
 //   BENCH_IDLE_WINDOW_MS=20000 node benchmark/idle.js
-// Prints a table to stdout, a line per point to stderr, and writes benchmark/idle.json.
+// Prints a table to stdout, a line per point to stderr, and writes benchmark/idle.json and
+// benchmark/idle.svg (chart.js).
 
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 const { spawn } = require('node:child_process')
 const { createClient } = require('redis')
 const { RedisServer } = require('../scripts/redis-server')
+const { renderIdle } = require('./chart')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const ALL = ['holdfast', 'holdfast-list', 'bullmq', 'bee-queue', 'redis-stream', 'redis-list']
@@ -96,7 +99,9 @@ async function main() {
   const out = ['| peer | queues | commands/s per queue | redis-server CPU % | node CPU % |', '|---|---:|---:|---:|---:|']
   for (const r of rows) out.push(`| ${r.peer} | ${r.queues} | ${r.commandsPerSecPerQueue} | ${r.redisCpuPct} | ${r.nodeCpuPct} |`)
   process.stdout.write(out.join('\n') + '\n')
-  fs.writeFileSync(path.join(__dirname, 'idle.json'), JSON.stringify({ window_ms: WINDOW, rows }, null, 2) + '\n')
+  const result = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, window_ms: WINDOW, rows }
+  fs.writeFileSync(path.join(__dirname, 'idle.json'), JSON.stringify(result, null, 2) + '\n')
+  fs.writeFileSync(path.join(__dirname, 'idle.svg'), renderIdle(result))
 }
 
 main().catch((e) => {

@@ -27,8 +27,10 @@ BENCH_N=200 BENCH_RESULTS="$(mktemp -d)/results.json" node benchmark/bench.js
 step "deployments benchmark smoke run (TLS, cluster, durable adds; counts, not timings)"
 BENCH_N=200 BENCH_SERIAL_N=5 node benchmark/deployments.js >/dev/null
 step "cost and idle benchmark smoke runs (holdfast only; every job must run)"
-BENCH_PEERS=holdfast,holdfast-list BENCH_COST_SCALE=0.01 node benchmark/cost.js >/dev/null
+BENCH_PEERS=holdfast,holdfast-list BENCH_COST_SCALE=0.01 BENCH_COST_ROUNDS=1 node benchmark/cost.js >/dev/null
 BENCH_PEERS=holdfast,holdfast-list BENCH_IDLE_QUEUES=2 BENCH_IDLE_SETTLE_MS=500 BENCH_IDLE_WINDOW_MS=1000 node benchmark/idle.js >/dev/null
+step "delayed-job lateness smoke run (busy, under load, resting, retries: every job must start)"
+BENCH_N=5 BENCH_IDLE_N=2 BENCH_REST_MS=200 node benchmark/delayed-lateness.js >/dev/null
 step "crash recovery benchmark smoke run (holdfast only, one round: checks every job is recovered)"
 RECOVERY_PEERS=holdfast-stream,holdfast-list RECOVERY_ROUNDS=1 node benchmark/recovery.js
 # The release tarballs that __test__/package.test.js installs. On linux-x64 they are built with
