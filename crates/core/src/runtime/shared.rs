@@ -173,10 +173,8 @@ impl ReadGate {
         self.reading.load(Ordering::SeqCst)
     }
 
-    /// Stores the flag; true when it just went from running to paused.
-    pub fn set_paused(&self, paused: bool) -> bool {
-        let was = self.paused.swap(paused, Ordering::SeqCst);
-        paused && !was
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
     }
 
     pub fn epoch(&self) -> u64 {
@@ -452,13 +450,15 @@ impl Shared {
         jobs
     }
 
-    /// Sets the pause flag; when that pauses the worker, returns only once its fetch loop is
-    /// out of any read (or after ~1 s of trying; a read still running then ends by its own
-    /// BLOCK): from then on it reads nothing new.
+    /// Sets the pause flag; when paused, returns only once its fetch loop is out of any read
+    /// (or after ~1 s of trying; a read still running then ends by its own BLOCK): from then
+    /// on it reads nothing new. Waits even when the flag was already set: another caller
+    /// (maintenance seeing the flag in Redis) may have set it and still be unblocking the read.
     pub async fn apply_pause(&self, paused: bool) {
         const UNBLOCK_TRIES: u32 = 50;
         const UNBLOCK_RETRY: Duration = Duration::from_millis(20);
-        if !self.gate.set_paused(paused) {
+        self.gate.set_paused(paused);
+        if !paused {
             return;
         }
         // Wake the blocking read so it takes nothing more. The read may be sent after an
