@@ -46,9 +46,10 @@ for (const mode of MODES) {
     const outcomeKeys = (await redis.client.keys(`holdfast:{${name}}:outcome:*`)).sort()
     assert.deepEqual(outcomeKeys, ['double', 'fail', 'none'].map((id) => `holdfast:{${name}}:outcome:${id}`))
     // what stays: the records (expiring) and the short outcomes stream; nothing per plain job
+    // (and, while the child's worker runs, its heartbeat and the scheduler lease it holds)
     assert.deepEqual(
       (await keysOf(redis.client, name)).filter((k) => !k.includes(':outcome:')),
-      [`holdfast:{${name}}:dead`, `holdfast:{${name}}:outcomes`, ...(mode === 'stream' ? [`holdfast:{${name}}:stream`] : []), `holdfast:{${name}}:workers`].sort(),
+      [`holdfast:{${name}}:dead`, `holdfast:{${name}}:outcomes`, `holdfast:{${name}}:scheduler`, ...(mode === 'stream' ? [`holdfast:{${name}}:stream`] : []), `holdfast:{${name}}:workers`].sort(),
     )
   })
 }

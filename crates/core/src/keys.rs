@@ -28,8 +28,11 @@ pub struct QueueKeys {
     pub outcomes: String,
     /// Prefix of `outcome:<job id>`: a finished job's outcome, for jobs that keep it.
     pub outcome_prefix: String,
+    /// string: the id of the worker whose scheduler moves due jobs (`promote.lua`).
+    pub scheduler: String,
     /// Not a key: the pub/sub channel that wakes the queue's idle workers (`signals.rs`):
-    /// `d` a job became the earliest in `delayed`, `p` the paused flag changed.
+    /// `d` a job became the earliest in `delayed`, `p` the paused flag changed, `l` the
+    /// scheduler lease was given up.
     pub events: String,
 }
 
@@ -43,6 +46,7 @@ impl QueueKeys {
             meta: key(prefix, name, "meta"),
             outcomes: key(prefix, name, "outcomes"),
             outcome_prefix: key(prefix, name, "outcome:"),
+            scheduler: key(prefix, name, "scheduler"),
             events: key(prefix, name, "events"),
         }
     }
@@ -122,8 +126,8 @@ pub fn glob_escape(s: &str) -> String {
 }
 
 /// The queue a key under `prefix` belongs to, and which part it is (`stream`, `wait`,
-/// `active`, `dedup`, `outcome`, `outcomes`, `delayed`, `dead`, `workers`, `meta`); None for
-/// any other key.
+/// `active`, `dedup`, `outcome`, `outcomes`, `delayed`, `dead`, `workers`, `meta`,
+/// `scheduler`); None for any other key.
 pub fn parse_queue_key<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'static str)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
     // parts with an id of their own after them, which may hold anything: found first
@@ -131,8 +135,15 @@ pub fn parse_queue_key<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'sta
         let at = rest.find(&format!("}}:{part}:"))?;
         Some((&rest[..at], part))
     });
-    const WHOLE: [&str; 7] = [
-        "stream", "wait", "delayed", "dead", "workers", "meta", "outcomes",
+    const WHOLE: [&str; 8] = [
+        "stream",
+        "wait",
+        "delayed",
+        "dead",
+        "workers",
+        "meta",
+        "outcomes",
+        "scheduler",
     ];
     let whole = || {
         let (name, part) = rest.rsplit_once("}:")?;
@@ -228,6 +239,10 @@ mod tests {
         let k = QueueKeys::new("hf", "a b/c");
         let l = ListKeys::new("hf", "a b/c", None);
         assert_eq!(parse_queue_key("hf", &k.meta), Some(("a b/c", "meta")));
+        assert_eq!(
+            parse_queue_key("hf", &k.scheduler),
+            Some(("a b/c", "scheduler"))
+        );
         assert_eq!(parse_queue_key("hf", &l.wait), Some(("a b/c", "wait")));
         assert_eq!(
             parse_queue_key("hf", &l.active("host:1:ab")),

@@ -21,6 +21,7 @@ macro_rules! script {
 // Both modes.
 script!(HEARTBEAT, "heartbeat.lua", "time.lua");
 script!(DEAD_PURGE, "dead_purge.lua");
+script!(SCHEDULER_RELEASE, "scheduler_release.lua");
 
 // Stream mode.
 script!(
@@ -34,6 +35,7 @@ script!(
 script!(
     STREAM_PROMOTE,
     "promote.lua",
+    "time.lua",
     "envelope.lua",
     "stream.lua",
     "push_stream.lua"
@@ -73,7 +75,13 @@ script!(
     "delay.lua",
     "push_list.lua"
 );
-script!(LIST_PROMOTE, "promote.lua", "envelope.lua", "push_list.lua");
+script!(
+    LIST_PROMOTE,
+    "promote.lua",
+    "time.lua",
+    "envelope.lua",
+    "push_list.lua"
+);
 script!(
     LIST_DEAD_RETRY,
     "dead_retry.lua",

@@ -1,6 +1,7 @@
 //! Wake-ups across processes, so an idle worker need not poll. A queue's scripts PUBLISH `d` on
-//! its `events` channel when a job becomes the earliest in `delayed` (`lua/lib/delay.lua`), and
-//! `pause()` / `resume()` publish `p`. One subscriber connection per process per Redis server
+//! its `events` channel when a job becomes the earliest in `delayed` (`lua/lib/delay.lua`),
+//! `pause()` / `resume()` publish `p`, and a worker giving up the scheduler lease `l`
+//! (`lua/scheduler_release.lua`). One subscriber connection per process per Redis server
 //! hears every queue's channel and wakes that queue's workers here.
 //!
 //! Best effort by design: a message is lost while the subscriber reconnects (it then wakes every
@@ -32,12 +33,15 @@ pub(crate) struct Wakers {
     pub delayed: Notify,
     /// The paused flag may have changed.
     pub pause: Notify,
+    /// The worker holding the scheduler lease gave it up.
+    pub lease: Notify,
 }
 
 impl Wakers {
     fn wake_all(&self) {
         self.delayed.notify_one();
         self.pause.notify_one();
+        self.lease.notify_one();
     }
 }
 
@@ -215,6 +219,7 @@ impl Hub {
                 match what {
                     b"d" => w.delayed.notify_one(),
                     b"p" => w.pause.notify_one(),
+                    b"l" => w.lease.notify_one(),
                     _ => w.wake_all(),
                 }
             }

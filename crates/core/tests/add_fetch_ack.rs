@@ -749,7 +749,25 @@ async fn list_mode_list_key_consumes_elements_of_a_plain_lpush_producer() {
         keys_matching(&mut conn, "jobs:email*").await,
         Vec::<String>::new()
     );
-    let mut all = vec![active.clone(), keys.workers.clone(), keys.meta.clone()];
+    // the scheduler lease too, which the only worker takes
+    eventually(DEADLINE, "the worker holds the scheduler lease", || async {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&keys.scheduler)
+            .query_async(&mut redis_conn(&url).await)
+            .await
+            .map_err(|e| e.to_string())?;
+        match holder.as_deref() == Some(worker.id()) {
+            true => Ok(()),
+            false => Err(format!("{holder:?}")),
+        }
+    })
+    .await;
+    let mut all = vec![
+        active.clone(),
+        keys.workers.clone(),
+        keys.meta.clone(),
+        keys.scheduler.clone(),
+    ];
     all.sort();
     assert_eq!(keys_matching(&mut conn, "*").await, all);
 

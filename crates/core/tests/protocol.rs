@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::protocol::{AnyReader, Consumer, Cursor, Protocol};
+use holdfast_core::protocol::{AnyReader, Consumer, Cursor, Promoted, Protocol};
 use holdfast_core::{Job, Mode, NewJob, Queue, Stats};
 
 /// `not_after` for recovery calls that are never stale.
@@ -132,6 +132,82 @@ async fn add_scripted_deduplicates_job_ids_and_delays_start_times() {
 }
 
 #[tokio::test]
+async fn one_live_worker_at_a_time_holds_the_scheduler_lease() {
+    let redis = TestRedis::shared_or_spawn();
+    for mode in MODES {
+        let queue = queue_in(&redis.url(), "p-lease", mode);
+        let p = queue.protocol();
+        let common = p.common();
+        let (a, b) = (consumer("a", 30_000, 5), consumer("b", 30_000, 5));
+        let lease = Duration::from_secs(30);
+        common.heartbeat(&a, lease, true).await.expect("beat a");
+        common.heartbeat(&b, lease, true).await.expect("beat b");
+        // a delayed job that is due by the time the next promote runs
+        let due_now = |data: &str| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            [NewJob {
+                run_at_ms: Some(now + 100),
+                ..NewJob::new(data)
+            }]
+        };
+        let add_due = |data: &'static str| {
+            let jobs = due_now(data);
+            async move {
+                p.add_scripted(&jobs).await.expect("add");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        add_due("1").await;
+
+        // a takes the lease and moves; b, standing by, moves nothing while a lives
+        let by_a = p.promote(100, Some(&a.id)).await.expect("promote a");
+        assert_eq!((by_a.moved, by_a.held_elsewhere), (1, None), "{mode:?}");
+        add_due("2").await;
+        let by_b = p.promote(100, Some(&b.id)).await.expect("promote b");
+        assert_eq!(by_b.moved, 0, "{mode:?}");
+        let held = by_b.held_elsewhere.expect("held by a");
+        assert!(
+            held <= lease && held > lease / 2,
+            "{mode:?}: until a's deadline, {held:?}"
+        );
+        // a tool moves without the lease
+        assert_eq!(
+            p.promote(100, None).await.expect("tool").moved,
+            1,
+            "{mode:?}"
+        );
+
+        // releasing is only the holder's to do, and hands over at once
+        common.release_scheduler(&b.id).await.expect("release b");
+        add_due("3").await;
+        let by_b = p.promote(100, Some(&b.id)).await.expect("promote b");
+        assert!(
+            by_b.held_elsewhere.is_some(),
+            "{mode:?}: b could not release a's lease"
+        );
+        common.release_scheduler(&a.id).await.expect("release a");
+        let by_b = p.promote(100, Some(&b.id)).await.expect("promote b");
+        assert_eq!((by_b.moved, by_b.held_elsewhere), (1, None), "{mode:?}");
+
+        // a holder whose heartbeat is gone (a crash) loses the lease without releasing it
+        add_due("4").await;
+        let by_a = p.promote(100, Some(&a.id)).await.expect("promote a");
+        assert!(by_a.held_elsewhere.is_some(), "{mode:?}: b holds it now");
+        common.unregister(&b).await.expect("b dies");
+        let by_a = p.promote(100, Some(&a.id)).await.expect("promote a");
+        assert_eq!((by_a.moved, by_a.held_elsewhere), (1, None), "{mode:?}");
+        assert_eq!(
+            counts(&stats(&queue).await).0,
+            4,
+            "{mode:?}: each job moved once"
+        );
+    }
+}
+
+#[tokio::test]
 async fn promote_moves_due_jobs_and_tells_when_the_next_is_due() {
     let redis = TestRedis::shared_or_spawn();
     for mode in MODES {
@@ -153,12 +229,14 @@ async fn promote_moves_due_jobs_and_tells_when_the_next_is_due() {
             },
         ];
         let ids = p.add_scripted(&jobs).await.expect("add");
-        let (moved, next) = p.promote(100).await.expect("promote");
-        assert_eq!(moved, 0, "{mode:?}: nothing due yet");
-        assert_eq!(next, Some(now + 1500), "{mode:?}");
+        let first = p.promote(100, None).await.expect("promote");
+        assert_eq!(first.moved, 0, "{mode:?}: nothing due yet");
+        assert_eq!(first.next_due, Some(now + 1500), "{mode:?}");
         eventually(DEADLINE, "the first job becomes due", || async {
-            match p.promote(100).await.expect("promote") {
-                (1, next) => Ok(next),
+            match p.promote(100, None).await.expect("promote") {
+                Promoted {
+                    moved: 1, next_due, ..
+                } => Ok(next_due),
                 other => Err(format!("{other:?}")),
             }
         })
@@ -411,7 +489,7 @@ async fn bytes_payloads_keep_every_byte_and_their_flag_on_every_path() {
         )
         .await
         .expect("ack");
-        p.promote(100).await.expect("promote");
+        p.promote(100, None).await.expect("promote");
         let again = read(&queue, &mut r, &c, 10).await;
         assert_eq!(
             (

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::list::{ListProtocol, ListReader};
 use super::stream::{StreamProtocol, StreamReader};
-use super::{Common, Consumer, Cursor, Place, Protocol, Reaped, Recovered};
+use super::{Common, Consumer, Cursor, Place, Promoted, Protocol, Reaped, Recovered};
 use crate::config::{Mode, QueueConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
@@ -102,8 +102,8 @@ impl Protocol for AnyProtocol {
         each!(self, p => p.dead_retry(ids).await)
     }
 
-    async fn promote(&self, batch: usize) -> Result<(usize, Option<u64>)> {
-        each!(self, p => p.promote(batch).await)
+    async fn promote(&self, batch: usize, worker: Option<&str>) -> Result<Promoted> {
+        each!(self, p => p.promote(batch, worker).await)
     }
 
     async fn prepare(&self) -> Result<()> {

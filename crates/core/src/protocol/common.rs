@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use redis::{Script, Value};
 
-use super::{job_of_envelope, Consumer, DeadPolicy, PAGE};
+use super::{job_of_envelope, Consumer, DeadPolicy, Promoted, PAGE};
 use crate::conn::Conn;
 use crate::envelope::JobOptions;
 use crate::error::Result;
@@ -302,12 +302,32 @@ impl Common {
         script: &Script,
         target: &str,
         batch: usize,
-    ) -> Result<(usize, Option<u64>)> {
-        let delayed = &self.keys.delayed;
+        worker: Option<&str>,
+    ) -> Result<Promoted> {
+        let k = &self.keys;
         let mut call = script.prepare_invoke();
-        call.key(delayed).key(target).arg(now_ms()).arg(batch);
-        let (moved, next): (usize, i64) = self.conn.invoke(delayed, &call).await?;
-        Ok((moved, u64::try_from(next).ok()))
+        call.key(&k.delayed)
+            .key(target)
+            .key(&k.scheduler)
+            .key(&k.workers)
+            .arg(now_ms())
+            .arg(batch)
+            .arg(worker.unwrap_or(""));
+        let (moved, next, held): (usize, i64, u64) = self.conn.invoke(&k.delayed, &call).await?;
+        Ok(Promoted {
+            moved,
+            next_due: u64::try_from(next).ok(),
+            held_elsewhere: (held > 0).then(|| std::time::Duration::from_millis(held)),
+        })
+    }
+
+    /// Gives up the scheduler lease if `worker` holds it, waking the queue's other workers.
+    pub async fn release_scheduler(&self, worker: &str) -> Result<()> {
+        let k = &self.keys;
+        let mut call = scripts::SCHEDULER_RELEASE.prepare_invoke();
+        call.key(&k.scheduler).arg(worker).arg(&k.events);
+        let _: i64 = self.conn.invoke(&k.scheduler, &call).await?;
+        Ok(())
     }
 
     /// Runs `dead_retry.lua` (the mode's copy) into `target`.

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{dead_pairs, job_of_envelope, Common, Consumer, Place, Protocol, Reaped, PAGE};
+use super::{
+    dead_pairs, job_of_envelope, Common, Consumer, Place, Promoted, Protocol, Reaped, PAGE,
+};
 use crate::conn::dedicated;
 use crate::envelope::{decode, encode};
 use crate::error::{Error, Result};
@@ -180,9 +182,11 @@ impl Protocol for ListProtocol {
         self.common.dead_retry(script, &self.keys.wait, ids).await
     }
 
-    async fn promote(&self, batch: usize) -> Result<(usize, Option<u64>)> {
+    async fn promote(&self, batch: usize, worker: Option<&str>) -> Result<Promoted> {
         let script = &scripts::LIST_PROMOTE;
-        self.common.promote(script, &self.keys.wait, batch).await
+        self.common
+            .promote(script, &self.keys.wait, batch, worker)
+            .await
     }
 
     /// A redis-crate connection of its own: the fetch script and BLMOVE block it.

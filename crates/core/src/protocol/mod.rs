@@ -96,6 +96,17 @@ impl Default for Cursor {
     }
 }
 
+/// What one `promote` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promoted {
+    pub moved: usize,
+    /// When the next delayed job is due (unix ms).
+    pub next_due: Option<u64>,
+    /// Another live worker holds the scheduler lease (nothing was moved): at least this long,
+    /// until its heartbeat deadline.
+    pub held_elsewhere: Option<Duration>,
+}
+
 /// One mode's Redis protocol. Producer operations come first, then the consumer side in the
 /// order a worker uses them. Operations a mode has no use for have a default that does nothing.
 ///
@@ -130,9 +141,14 @@ pub trait Protocol: Send + Sync + 'static {
     /// Moves dead letters back to the queue as fresh jobs: these ids, or all. Returns how many.
     fn dead_retry(&self, ids: Option<&[String]>) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Moves up to `batch` due jobs from `delayed` to where workers fetch them. Returns how many
-    /// moved and when the next one is due (unix ms).
-    fn promote(&self, batch: usize) -> impl Future<Output = Result<(usize, Option<u64>)>> + Send;
+    /// Moves up to `batch` due jobs from `delayed` to where workers fetch them. With `worker`,
+    /// only while that worker holds the queue's scheduler lease (taking it when no live worker
+    /// does); without, always (tools and tests).
+    fn promote(
+        &self,
+        batch: usize,
+        worker: Option<&str>,
+    ) -> impl Future<Output = Result<Promoted>> + Send;
 
     // ---- consumers -------------------------------------------------------------------------
 

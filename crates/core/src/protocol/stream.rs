@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::{dead_pairs, Common, Consumer, Cursor, Place, Protocol, Reaped, Recovered, PAGE};
+use super::{
+    dead_pairs, Common, Consumer, Cursor, Place, Promoted, Protocol, Reaped, Recovered, PAGE,
+};
 use crate::error::{Error, Result};
 use crate::job::{array, as_str, from_fields, Job, NewJob, Stats};
 use crate::keys::{StreamKeys, GROUP};
@@ -150,9 +152,11 @@ impl Protocol for StreamProtocol {
         self.common.dead_retry(script, &self.keys.stream, ids).await
     }
 
-    async fn promote(&self, batch: usize) -> Result<(usize, Option<u64>)> {
+    async fn promote(&self, batch: usize, worker: Option<&str>) -> Result<Promoted> {
         let script = &scripts::STREAM_PROMOTE;
-        self.common.promote(script, &self.keys.stream, batch).await
+        self.common
+            .promote(script, &self.keys.stream, batch, worker)
+            .await
     }
 
     /// Creates the consumer group (from the first entry, so jobs added before any worker are

@@ -409,6 +409,7 @@ pub struct Keys {
     pub dead: String,
     pub workers: String,
     pub meta: String,
+    pub scheduler: String,
     list: ListKeys,
 }
 
@@ -430,6 +431,7 @@ pub fn keys_of(queue: &Queue) -> Keys {
         dead: shared.dead,
         workers: shared.workers,
         meta: shared.meta,
+        scheduler: shared.scheduler,
         list,
     }
 }
