@@ -47,7 +47,8 @@ for (const mode of MODES) {
     await waitFor(() => ran.length >= jobs, 30_000, 'every delayed job')
     const used = (await scans(admin)) - before
     assert.deepEqual([...ran].sort((a, b) => a - b), Array.from({ length: jobs }, (_, i) => i), 'each job ran once')
-    assert.ok(used <= 2 * jobs, `${used} scans of the delayed zset for ${jobs} jobs due apart (six schedulers: ~${6 * jobs})`)
+    // one scheduler: about one scan per due time (a wake a little early may add one); six: ~6x
+    assert.ok(used <= 3 * jobs, `${used} scans of the delayed zset for ${jobs} jobs due apart (six schedulers: ~${6 * jobs})`)
   })
 
   test(`[${mode}] a holder that closes hands the lease over at once`, async (t) => {
