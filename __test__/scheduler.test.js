@@ -4,22 +4,15 @@
 // when its holder closes or dies. Calls are counted in Redis's own INFO commandstats.
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { createClient } = require('redis')
 const { ReliableQueue } = require('..')
-const { RedisServer } = require('../scripts/redis-server')
-const { uniqueName, waitFor, key, MODES } = require('./helpers/redis-server')
+const { useRedis, uniqueName, waitFor, key, MODES } = require('./helpers/redis-server')
 const { startFixture } = require('./helpers/child')
 
+// a server of its own (not REDIS_URL): the tests count its commands
 async function withServer(t) {
-  const server = await RedisServer.start()
-  const admin = createClient({ url: server.url })
-  admin.on('error', () => {})
-  await admin.connect()
-  t.after(async () => {
-    admin.destroy()
-    await server.close()
-  })
-  return { url: server.url, admin }
+  const redis = await useRedis({ restartable: true })
+  t.after(() => redis.close())
+  return { url: redis.url, admin: redis.client }
 }
 
 // Only promote.lua scans the delayed zset, and only when it holds the lease (or is a tool's).
