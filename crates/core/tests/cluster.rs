@@ -268,10 +268,3 @@ fn bad_cluster_options_are_refused() {
     cfg.list_key = Some("jobs:{q}".into());
     Queue::new(cfg).expect("a listKey in the queue's slot");
 }
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}

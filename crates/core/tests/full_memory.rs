@@ -210,10 +210,3 @@ async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .expect("used_memory in INFO memory")
 }
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}

@@ -143,18 +143,11 @@ async fn one_live_worker_at_a_time_holds_the_scheduler_lease() {
         common.heartbeat(&a, lease, true).await.expect("beat a");
         common.heartbeat(&b, lease, true).await.expect("beat b");
         // a delayed job that is due by the time the next promote runs
-        let due_now = |data: &str| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64;
-            [NewJob {
-                run_at_ms: Some(now + 100),
-                ..NewJob::new(data)
-            }]
-        };
         let add_due = |data: &'static str| {
-            let jobs = due_now(data);
+            let jobs = [NewJob {
+                run_at_ms: Some(now_ms() + 100),
+                ..NewJob::new(data)
+            }];
             async move {
                 p.add_scripted(&jobs).await.expect("add");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -214,10 +207,7 @@ async fn promote_moves_due_jobs_and_tells_when_the_next_is_due() {
         let queue = queue_in(&redis.url(), "p-promote", mode);
         let p = queue.protocol();
         let far = u64::MAX / 2;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now = now_ms();
         let jobs = [
             NewJob {
                 run_at_ms: Some(now + 1500),

@@ -1124,3 +1124,11 @@ impl TestCerts {
         .collect()
     }
 }
+
+/// Unix ms by this machine's clock, as producers stamp delays.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
