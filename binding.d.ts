@@ -125,22 +125,23 @@ export interface FoundQueue {
 }
 
 /**
- * A batch of delivered jobs, as parallel arrays (one crossing per batch, not per job). Ids
- * and payloads each travel as one string with offsets: creating one JS string per job was a
- * visible share of the drain profile.
+ * A batch of delivered jobs, as columns (one crossing per batch, not per job). Ids and payloads
+ * each travel as one string with offsets, and the numbers as one array: creating one JS string
+ * per job was a visible share of the drain profile, and each typed array (an external buffer
+ * with a finalizer) a visible share of a single job's delivery.
  */
 export interface JobBatch {
-  /** Hand back to `complete` when the job finishes. */
-  tokens: Uint32Array
-  /** Job `i`'s id is `ids.slice(idEnds[i - 1] ?? 0, idEnds[i])` (UTF-16 offsets). */
+  /**
+   * Five columns of `n = numbers.length / 5` each, in this order: the token to hand back to
+   * `complete`; the end of the job's id in `ids` and of its data in `payloads` (UTF-16
+   * offsets: job `i`'s id is `ids.slice(idEnd[i - 1] ?? 0, idEnd[i])`); the attempt; the
+   * job's max attempts (0 where the worker's applies). A plain array for small batches
+   * (cheaper to create), a typed one for large ones (cheaper per element).
+   */
+  numbers: Array<number> | Uint32Array
   ids: string
-  idEnds: Uint32Array
-  /** Encoded (JSON) data, sliced like `ids` by `payloadEnds`. */
+  /** Encoded (JSON) data, sliced like `ids`. */
   payloads: string
-  payloadEnds: Uint32Array
-  attempts: Uint32Array
-  /** Per-job max attempts, 0 where the worker's applies. */
-  maxAttempts: Uint32Array
   /** Per-job backoff specs ('' where none); absent when no job of the batch has one. */
   backoffs?: Array<string>
   /**

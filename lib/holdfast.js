@@ -622,17 +622,18 @@ class Worker extends EventEmitter {
     LOCAL_WORKERS.set(queue._key, local.add(this))
   }
 
-  _onJobs({ tokens, ids, idEnds, payloads, payloadEnds, attempts, maxAttempts, backoffs, binaries, keeps }) {
+  _onJobs({ numbers, ids, payloads, backoffs, binaries, keeps }) {
+    const n = numbers.length / 5
     let idStart = 0
     let payloadStart = 0
-    for (let i = 0; i < tokens.length; i++) {
-      const id = ids.slice(idStart, (idStart = idEnds[i]))
-      const payload = payloads.slice(payloadStart, (payloadStart = payloadEnds[i]))
+    for (let i = 0; i < n; i++) {
+      const id = ids.slice(idStart, (idStart = numbers[n + i]))
+      const payload = payloads.slice(payloadStart, (payloadStart = numbers[2 * n + i]))
       const data = binaries && binaries[i] ? binaries[i] : decode(payload)
-      const job = new Job(id, data, attempts[i], maxAttempts[i] || this._maxAttempts)
+      const job = new Job(id, data, numbers[3 * n + i], numbers[4 * n + i] || this._maxAttempts)
       if (backoffs && backoffs[i]) job._backoff = fromSpec(backoffs[i])
       if (keeps && keeps[i]) job._keep = true
-      this._run(tokens[i], job)
+      this._run(numbers[i], job)
     }
   }
 
