@@ -255,6 +255,12 @@ export interface QueueOptions {
   mode?: string
   /** List mode: consume this existing list (filled by other clients with LPUSH). */
   listKey?: string
+  /** Stream mode: consume this existing stream (filled by other clients with XADD). */
+  streamKey?: string
+  /** Stream mode: the consumer group to join, or to create when missing. Default `workers`. */
+  group?: string
+  /** Where a group this queue creates starts: `'earliest'` (default) or `'latest'`. */
+  groupStart?: string
   /** Key prefix, default `holdfast`. */
   prefix?: string
   /** Largest encoded payload accepted by `add`, default 512 KiB. */

@@ -16,6 +16,8 @@ const CONNECTION_FLAGS = {
   prefix: { type: 'string' },
   mode: { type: 'string' },
   'list-key': { type: 'string' },
+  'stream-key': { type: 'string' },
+  group: { type: 'string' },
   cluster: { type: 'string' },
   'sentinel-master': { type: 'string' },
   sentinel: { type: 'string' },
@@ -34,6 +36,8 @@ const CONNECTION_HELP = `Connection (every command):
   --prefix P              key prefix of the queues (default: holdfast)
   --mode stream|list      the queue's mode (default: what its keys in Redis say)
   --list-key KEY          list mode: the list producers push to, when not the default
+  --stream-key KEY        stream mode: the stream producers add to, when not the default
+  --group NAME            stream mode: the consumer group to report on (default workers)
   --cluster H:P,H:P       Redis Cluster seed nodes
   --sentinel H:P,H:P      Sentinel nodes, with --sentinel-master NAME
   --tls                   TLS (also implied by a rediss:// url)
@@ -172,12 +176,22 @@ function readFile(flag, file) {
   }
 }
 
+/** The mode the flags give or imply (--list-key is list mode's, --stream-key and --group stream's). */
+function flagMode(f) {
+  if (f.mode !== undefined) return f.mode
+  if (f['list-key'] !== undefined) return 'list'
+  if (f['stream-key'] !== undefined || f.group !== undefined) return 'stream'
+  return undefined
+}
+
 /** Queue options from the flags, without a mode (that is found per queue unless given). */
 function connectionOptions(f) {
   const o = {}
   if (f.url !== undefined) o.url = f.url
   if (f.prefix !== undefined) o.prefix = f.prefix
   if (f['list-key'] !== undefined) o.listKey = f['list-key']
+  if (f['stream-key'] !== undefined) o.streamKey = f['stream-key']
+  if (f.group !== undefined) o.group = f.group
   if (f.mode !== undefined && f.mode !== 'stream' && f.mode !== 'list') throw new UsageError(`--mode must be stream or list, got '${f.mode}'`)
   if (f.cluster !== undefined) o.cluster = list(f.cluster)
   if ((f.sentinel === undefined) !== (f['sentinel-master'] === undefined)) throw new UsageError('--sentinel and --sentinel-master go together')
@@ -208,7 +222,7 @@ function queueName(ctx, at = 0) {
  * A queue in its mode (the --mode flag, else `mode`, else what its keys say), as
  * `{ queue, mode }`. Throws NotFound when it has no keys at all.
  */
-async function openQueue(ctx, name, { mustExist = true, mode = ctx.flags.mode } = {}) {
+async function openQueue(ctx, name, { mustExist = true, mode = flagMode(ctx.flags) } = {}) {
   const open = (m) => {
     const q = new ReliableQueue(name, { ...ctx.connection, ...(m ? { mode: m } : {}) })
     ctx.opened.push(q)
@@ -281,7 +295,7 @@ async function cmdQueues(ctx) {
   const found = await listQueues(ctx.connection)
   const rows = []
   for (const { name, mode } of found) {
-    const q = await openQueue(ctx, name, { mustExist: false, mode: ctx.flags.mode ?? mode })
+    const q = await openQueue(ctx, name, { mustExist: false, mode: flagMode(ctx.flags) ?? mode })
     rows.push({ name, mode: q.mode, ...(await q.queue.stats()) })
   }
   print(ctx, rows, () =>
@@ -456,7 +470,7 @@ async function cmdDashboard(ctx) {
   if (!loopback && !token) throw new UsageError(`binding to ${host} lets others on the network in: give --token (or set HOLDFAST_DASHBOARD_TOKEN)`)
   const { createDashboardServer } = require('./dashboard/server.js')
   const { createSource } = require('./dashboard/source.js')
-  const source = createSource(ctx.connection, { mode: ctx.flags.mode })
+  const source = createSource(ctx.connection, { mode: flagMode(ctx.flags) })
   // fail now, with the CLI's message and exit code, if Redis cannot be reached
   await source.queues()
   const server = createDashboardServer({ source, token })

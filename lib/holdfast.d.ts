@@ -115,6 +115,23 @@ export interface QueueOptions {
    * `LPUSH jobs:email '<json>'`. Default `<prefix>:{<name>}:wait`.
    */
   listKey?: string
+  /**
+   * Stream mode only: consume this existing stream, e.g. one other clients fill with
+   * `XADD jobs:stream * type email to user@example.com`. Default `<prefix>:{<name>}:stream`.
+   * In a Redis Cluster it must carry the queue's hash tag (`{<name>}`).
+   */
+  streamKey?: string
+  /**
+   * Stream mode: the consumer group this queue's workers join, created when missing (an
+   * existing group, another program's too, is joined as it is, never re-created or deleted).
+   * Queues with different groups on one stream each get every job. Default 'workers'.
+   */
+  group?: string
+  /**
+   * Where a group this queue creates starts reading: 'earliest' (default: the stream's first
+   * entry, so jobs added before any worker ran are kept) or 'latest' (entries added after it).
+   */
+  groupStart?: 'earliest' | 'latest'
   /** Key prefix: keys are `<prefix>:{<name>}:<part>`. Default 'holdfast'. */
   prefix?: string
   /** Largest payload accepted by add/addBulk: its JSON text, or its bytes. Default 512 KiB. */

@@ -211,7 +211,7 @@ class ReliableQueue extends EventEmitter {
     super()
     if (typeof name !== 'string') throw invalidArgument('queue name must be a string')
     const opts = checkOptions('queue options', options)
-    for (const key of ['url', 'mode', 'prefix', 'listKey']) {
+    for (const key of ['url', 'mode', 'prefix', 'listKey', 'streamKey', 'group', 'groupStart']) {
       if (opts[key] !== undefined && typeof opts[key] !== 'string') throw invalidArgument(`${key} must be a string`)
     }
     checkNumber('maxPayloadBytes', opts.maxPayloadBytes)
@@ -240,6 +240,9 @@ class ReliableQueue extends EventEmitter {
         mode: opts.mode,
         prefix: opts.prefix,
         listKey: opts.listKey,
+        streamKey: opts.streamKey,
+        group: opts.group,
+        groupStart: opts.groupStart,
         maxPayloadBytes: opts.maxPayloadBytes,
         dedupWindowMs: opts.dedupWindowMs,
         deadLetterMaxLen: deadLetter.maxLen,

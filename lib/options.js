@@ -5,7 +5,7 @@
 const { invalidArgument } = require('./errors.js')
 
 const KEYS = {
-  'queue options': ['url', 'tls', 'sentinel', 'cluster', 'durable', 'mode', 'listKey', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter', 'keepOutcomeMs'],
+  'queue options': ['url', 'tls', 'sentinel', 'cluster', 'durable', 'mode', 'listKey', 'streamKey', 'group', 'groupStart', 'prefix', 'maxPayloadBytes', 'dedupWindowMs', 'deadLetter', 'keepOutcomeMs'],
   durable: ['replicas', 'fsync', 'timeoutMs'],
   sentinel: ['masterName', 'nodes'],
   tls: ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'],

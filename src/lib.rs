@@ -69,6 +69,12 @@ pub struct QueueOptions {
     pub mode: Option<String>,
     /// List mode: consume this existing list (filled by other clients with LPUSH).
     pub list_key: Option<String>,
+    /// Stream mode: consume this existing stream (filled by other clients with XADD).
+    pub stream_key: Option<String>,
+    /// Stream mode: the consumer group to join, or to create when missing. Default `workers`.
+    pub group: Option<String>,
+    /// Where a group this queue creates starts: `'earliest'` (default) or `'latest'`.
+    pub group_start: Option<String>,
     /// Key prefix, default `holdfast`.
     pub prefix: Option<String>,
     /// Largest encoded payload accepted by `add`, default 512 KiB.
@@ -170,6 +176,13 @@ impl TryFrom<QueueArgs<'_>> for core::QueueConfig {
                 cfg.mode = core::Mode::parse(mode).map_err(to_js_error)?;
             }
             cfg.list_key = o.list_key.clone();
+            cfg.stream_key = o.stream_key.clone();
+            if let Some(group) = &o.group {
+                cfg.group = group.clone();
+            }
+            if let Some(start) = &o.group_start {
+                cfg.group_start = core::GroupStart::parse(start).map_err(to_js_error)?;
+            }
             cfg.tls = o.tls.as_ref().map(core::TlsConfig::from);
             cfg.durable = o
                 .durable

@@ -16,7 +16,7 @@
 -- (lib/stream.lua and lib/dead.lua are prepended)
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
-local e = entry and hf_fields(entry[2]) or {}
+local e = entry and hf_entry(entry[2]) or {}
 local data, options = e.d or '', e.o or ''
 hf_dead(KEYS[2], ARGV[3], data, ARGV[4], options, ARGV[5], ARGV[6], ARGV[7], ARGV[8],
   { key = KEYS[3], prefix = ARGV[9] })

@@ -33,7 +33,7 @@ for _, e in ipairs(r[2]) do
     -- the entry was deleted from under its pending record: nothing left to run
     redis.call('XACK', KEYS[1], ARGV[1], id)
   elseif deliveries > max then
-    local f = hf_fields(fields)
+    local f = hf_entry(fields)
     local job = f.id or id
     local reason = hf_too_many(deliveries, max)
     hf_dead(KEYS[2], job, f.d or '', f.a or '1', f.o or '', reason, ARGV[7], ARGV[8], ARGV[9],

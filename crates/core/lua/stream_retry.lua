@@ -15,7 +15,7 @@
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
 if entry == nil then return 0 end
-local e = hf_fields(entry[2])
+local e = hf_entry(entry[2])
 local data, options = e.d or '', e.o or ''
 if tonumber(ARGV[5]) > 0 then
   hf_delay(KEYS[2], ARGV[5], hf_encode(ARGV[3], ARGV[4], 0, options, data), ARGV[6])

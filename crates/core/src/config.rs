@@ -13,6 +13,34 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Most jobs a worker reads ahead of its handlers, whatever the setting.
 pub const MAX_PREFETCH: usize = 100_000;
 
+/// The consumer group stream-mode workers join unless told another.
+pub const DEFAULT_GROUP: &str = "workers";
+/// Longest consumer group name accepted.
+pub const MAX_GROUP_LEN: usize = 200;
+
+/// Where a consumer group that holdfast creates starts reading. A group that exists already
+/// keeps its own position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupStart {
+    /// From the stream's first entry: jobs added before any worker ran are kept.
+    #[default]
+    Earliest,
+    /// From entries added after the group is created (`XGROUP CREATE ... $`).
+    Latest,
+}
+
+impl GroupStart {
+    pub fn parse(start: &str) -> Result<Self> {
+        match start {
+            "earliest" => Ok(GroupStart::Earliest),
+            "latest" => Ok(GroupStart::Latest),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown groupStart {other:?}: use 'earliest' or 'latest'"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Redis Streams consumer groups.
@@ -41,6 +69,11 @@ pub struct QueueConfig {
     pub mode: Mode,
     /// List mode only: consume this existing list instead of `<prefix>:{<name>}:wait`.
     pub list_key: Option<String>,
+    /// Stream mode only: consume this existing stream instead of `<prefix>:{<name>}:stream`.
+    pub stream_key: Option<String>,
+    /// Stream mode: the consumer group to join, or create (at `group_start`) when missing.
+    pub group: String,
+    pub group_start: GroupStart,
     pub max_payload_bytes: usize,
     /// Cap of the dead letters.
     pub dead_max_len: u64,
@@ -139,6 +172,9 @@ impl QueueConfig {
             prefix: DEFAULT_PREFIX.into(),
             mode: Mode::Stream,
             list_key: None,
+            stream_key: None,
+            group: DEFAULT_GROUP.into(),
+            group_start: GroupStart::Earliest,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             dead_max_len: 10_000,
             dead_max_age: Duration::from_secs(7 * 24 * 3600),
@@ -162,6 +198,30 @@ impl QueueConfig {
                     "listKey must be a Redis key of 1 to 1024 bytes".into(),
                 ));
             }
+        }
+        if let Some(key) = &self.stream_key {
+            if self.mode != Mode::Stream {
+                return Err(Error::InvalidArgument(
+                    "streamKey needs mode 'stream'".into(),
+                ));
+            }
+            if key.is_empty() || key.len() > 1024 {
+                return Err(Error::InvalidArgument(
+                    "streamKey must be a Redis key of 1 to 1024 bytes".into(),
+                ));
+            }
+        }
+        if self.group.is_empty() || self.group.len() > MAX_GROUP_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "group must be a consumer group name of 1 to {MAX_GROUP_LEN} bytes"
+            )));
+        }
+        if self.mode != Mode::Stream
+            && (self.group != DEFAULT_GROUP || self.group_start != GroupStart::Earliest)
+        {
+            return Err(Error::InvalidArgument(
+                "group and groupStart need mode 'stream'".into(),
+            ));
         }
         if self.dead_max_len == 0 {
             return Err(Error::InvalidArgument(
@@ -198,12 +258,14 @@ impl QueueConfig {
                         .into(),
                 ));
             }
-            if let Some(key) = &self.list_key {
+            let own = [("listKey", &self.list_key), ("streamKey", &self.stream_key)];
+            for (option, key) in own {
+                let Some(key) = key else { continue };
                 let want = crate::keys::queue_slot(&self.prefix, &self.name);
                 if crate::keys::slot(key.as_bytes()) != want {
                     return Err(Error::InvalidArgument(format!(
-                        "in a Redis Cluster, listKey {key:?} must hash to the queue's slot {want}: \
-                         give it the queue's hash tag, e.g. \"{{{}}}:{}\"",
+                        "in a Redis Cluster, {option} {key:?} must hash to the queue's slot \
+                         {want}: give it the queue's hash tag, e.g. \"{{{}}}:{}\"",
                         self.name, key
                     )));
                 }

@@ -131,7 +131,9 @@ pub struct DeadJob {
 
 /// Stream fields: `d` payload, `id` job id, `a` attempt, `o` job options (see `envelope.rs`).
 /// Absent fields take their defaults, so an entry added by plain `XADD key * d <json>` is a
-/// valid job too.
+/// valid job too. An entry without `d` is another producer's (`XADD jobs * type email to ...`):
+/// its fields are its data, as a JSON object of strings (`field_map_json`), and none of them is
+/// read as holdfast's.
 pub(crate) fn from_fields(entry_id: String, fields: &[Value]) -> Job {
     let pairs: Vec<_> = fields
         .chunks_exact(2)
@@ -146,7 +148,7 @@ pub(crate) fn from_fields(entry_id: String, fields: &[Value]) -> Job {
 /// `from_fields` over (name, value) pairs, as `resp.rs` reads them straight off the wire.
 pub(crate) fn from_pairs<'a>(
     entry_id: String,
-    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) -> Job {
     let mut job = Job {
         token: 0,
@@ -159,6 +161,12 @@ pub(crate) fn from_pairs<'a>(
         backoff: None,
         keep_outcome_ms: None,
     };
+    if !pairs.clone().any(|(name, _)| name == b"d") {
+        job.payload = Bytes::from(field_map_json(pairs));
+        job.receipt = Bytes::from(entry_id.clone());
+        job.id = entry_id;
+        return job;
+    }
     for (name, value) in pairs {
         match name {
             b"d" => job.payload = Bytes::copy_from_slice(value),
@@ -179,6 +187,39 @@ pub(crate) fn from_pairs<'a>(
     }
     job.receipt = Bytes::from(entry_id);
     job
+}
+
+/// An entry's fields as a JSON object, in the entry's order (a repeated name: the last wins in
+/// `JSON.parse`). Bytes that are not UTF-8 become U+FFFD. `lua/lib/stream.lua`'s
+/// `hf_entry` builds the same object for the scripts that retry or dead-letter an entry.
+pub(crate) fn field_map_json<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> String {
+    let mut out = String::from("{");
+    for (i, (name, value)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(&mut out, &String::from_utf8_lossy(name));
+        out.push(':');
+        json_string(&mut out, &String::from_utf8_lossy(value));
+    }
+    out.push('}');
+    out
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Bytes as text; invalid UTF-8 is replaced rather than refused (another producer's data).
@@ -214,5 +255,39 @@ pub(crate) fn array(v: Value) -> Vec<Value> {
         Value::Array(items) | Value::Set(items) => items,
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_without_d_is_its_field_map() {
+        let pairs: Vec<(&[u8], &[u8])> = vec![
+            (b"type", b"email"),
+            (b"to", b"a\"b\\c\n\x01"),
+            (b"id", b"42"),
+            (b"\xff", b"caf\xc3\xa9"),
+        ];
+        let job = from_pairs("1-0".into(), pairs.into_iter());
+        assert_eq!(
+            std::str::from_utf8(&job.payload).unwrap(),
+            r#"{"type":"email","to":"a\"b\\c\n\u0001","id":"42","\u{fffd}":"café"}"#
+                .replace(r"\u{fffd}", "\u{fffd}")
+        );
+        // `id` and `a` are the producer's data here, not holdfast's
+        assert_eq!((job.id.as_str(), job.attempt), ("1-0", 1));
+        assert_eq!(&job.receipt[..], b"1-0");
+    }
+
+    #[test]
+    fn an_entry_with_d_is_a_job() {
+        let pairs: Vec<(&[u8], &[u8])> = vec![(b"d", b"{\"n\":1}"), (b"id", b"j"), (b"a", b"3")];
+        let job = from_pairs("1-0".into(), pairs.into_iter());
+        assert_eq!(
+            (&job.payload[..], job.id.as_str(), job.attempt),
+            (&b"{\"n\":1}"[..], "j", 3)
+        );
     }
 }

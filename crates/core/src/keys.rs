@@ -4,9 +4,6 @@
 //! [`QueueKeys`] are the keys every mode has; [`StreamKeys`] and [`ListKeys`] belong to one
 //! mode's protocol each (`protocol/stream.rs`, `protocol/list.rs`) and are built here too.
 
-/// The consumer group every stream-mode worker joins.
-pub const GROUP: &str = "workers";
-
 fn key(prefix: &str, name: &str, part: &str) -> String {
     format!("{prefix}:{{{name}}}:{part}")
 }
@@ -62,18 +59,33 @@ impl QueueKeys {
     }
 }
 
-/// Stream mode's own key.
+/// Stream mode's own key, and the consumer group that reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamKeys {
-    /// The stream of jobs, read by the consumer group [`GROUP`].
+    /// The stream of jobs: `streamKey` when given (an existing stream other clients `XADD`
+    /// to), else `<prefix>:{<name>}:stream`.
     pub stream: String,
+    /// Not a key: the consumer group this queue's workers join (`group`, default `workers`).
+    pub group: String,
 }
 
 impl StreamKeys {
-    pub fn new(prefix: &str, name: &str) -> Self {
+    pub fn new(prefix: &str, name: &str, stream_key: Option<&str>, group: &str) -> Self {
         Self {
-            stream: key(prefix, name, "stream"),
+            stream: stream_key
+                .map(str::to_owned)
+                .unwrap_or_else(|| key(prefix, name, "stream")),
+            group: group.to_owned(),
         }
+    }
+
+    pub fn of(cfg: &crate::config::QueueConfig) -> Self {
+        Self::new(
+            &cfg.prefix,
+            &cfg.name,
+            cfg.stream_key.as_deref(),
+            &cfg.group,
+        )
     }
 }
 
@@ -211,7 +223,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = QueueKeys::new("holdfast", "email");
-        let s = StreamKeys::new("holdfast", "email");
+        let s = StreamKeys::new("holdfast", "email", None, "workers");
         let l = ListKeys::new("holdfast", "email", None);
         assert_eq!(s.stream, "holdfast:{email}:stream");
         assert_eq!(k.dead, "holdfast:{email}:dead");

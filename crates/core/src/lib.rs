@@ -36,7 +36,7 @@ mod util;
 
 pub use bytes::Bytes;
 pub use config::{
-    Durable, Mode, PrefetchPolicy, QueueConfig, SentinelConfig, TlsConfig, WorkerConfig,
+    Durable, GroupStart, Mode, PrefetchPolicy, QueueConfig, SentinelConfig, TlsConfig, WorkerConfig,
 };
 pub use envelope::JobOptions;
 pub use error::{Error, Result};

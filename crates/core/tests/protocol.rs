@@ -769,7 +769,7 @@ async fn renew_resets_the_lease_of_deliveries_in_flight() {
 async fn idle_ms(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
     let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
         .arg(stream)
-        .arg(holdfast_core::keys::GROUP)
+        .arg(holdfast_core::config::DEFAULT_GROUP)
         .arg("-")
         .arg("+")
         .arg(10)
@@ -832,7 +832,7 @@ async fn leave_says_whether_the_heartbeat_may_go() {
             let consumers: redis::Value = redis::cmd("XINFO")
                 .arg("CONSUMERS")
                 .arg(&keys_of(&queue).stream)
-                .arg(holdfast_core::keys::GROUP)
+                .arg(holdfast_core::config::DEFAULT_GROUP)
                 .query_async(&mut conn)
                 .await
                 .expect("XINFO CONSUMERS");

@@ -8,6 +8,19 @@ local function hf_fields(f)
   return t
 end
 
+-- The fields of a job entry as a table. An entry without `d` is another producer's: its fields
+-- are its data, as a JSON object of strings in the entry's order (job.rs `field_map_json`), and
+-- none of them is read as holdfast's.
+local function hf_entry(f)
+  local t = hf_fields(f)
+  if t.d then return t end
+  local parts = {}
+  for i = 1, #f - 1, 2 do
+    parts[#parts + 1] = cjson.encode(f[i]) .. ':' .. cjson.encode(f[i + 1])
+  end
+  return { d = '{' .. table.concat(parts, ',') .. '}' }
+end
+
 -- Adds a job entry, leaving out what readers take as the default: no id (the entry id is the
 -- job id), attempt 1, no options. Returns the entry id.
 local function hf_xadd(key, payload, id, attempt, options)

@@ -44,14 +44,15 @@ impl AnyProtocol {
                 Mode::List => "list",
             },
             stream: match cfg.mode {
-                Mode::Stream => Some(StreamKeys::new(&cfg.prefix, &cfg.name).stream),
+                Mode::Stream => Some(StreamKeys::of(cfg)),
                 Mode::List => None,
             },
         };
         match cfg.mode {
             Mode::Stream => AnyProtocol::Stream(StreamProtocol {
                 common,
-                keys: StreamKeys::new(&cfg.prefix, &cfg.name),
+                keys: StreamKeys::of(cfg),
+                group_start: cfg.group_start,
             }),
             Mode::List => AnyProtocol::List(ListProtocol {
                 common,

@@ -41,7 +41,7 @@ pub struct Common {
     /// an idle queue (no key of either mode left).
     pub(crate) mode: &'static str,
     /// Stream mode's stream: heartbeats count its group's pending entries.
-    pub(crate) stream: Option<String>,
+    pub(crate) stream: Option<crate::keys::StreamKeys>,
 }
 
 impl Common {
@@ -63,7 +63,7 @@ impl Common {
             .arg(lease.as_millis() as u64)
             .arg(if first { self.mode } else { "" });
         if let Some(stream) = &self.stream {
-            call.key(stream).arg(crate::keys::GROUP);
+            call.key(&stream.stream).arg(&stream.group);
         }
         let reply: Vec<String> = self.conn.invoke(workers, &call).await?;
         let num = |i: usize| -> i64 { reply.get(i).and_then(|v| v.parse().ok()).unwrap_or(-1) };

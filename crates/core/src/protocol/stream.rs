@@ -1,4 +1,5 @@
-//! Stream mode: jobs are entries of one stream read by the consumer group `workers`. A delivery
+//! Stream mode: jobs are entries of one stream read by one consumer group (`workers` unless the
+//! queue names another; other groups may read the same stream). A delivery
 //! is an entry in the group's pending list; its lease is its idle time there, renewed with
 //! `XCLAIM ... JUSTID`; expired ones are claimed with `XAUTOCLAIM`. Finished entries leave the
 //! stream by trimming to a safe low-water mark (`stream_trim.lua`).
@@ -11,9 +12,10 @@ use redis::Value;
 use super::{
     dead_pairs, Common, Consumer, Cursor, Place, Promoted, Protocol, Reaped, Recovered, PAGE,
 };
+use crate::config::GroupStart;
 use crate::error::{Error, Result};
 use crate::job::{array, as_str, from_fields, Job, NewJob, Stats};
-use crate::keys::{StreamKeys, GROUP};
+use crate::keys::StreamKeys;
 use crate::resp::RespConn;
 use crate::scripts;
 use crate::util::now_ms;
@@ -27,6 +29,8 @@ pub struct StreamReader(RespConn);
 pub struct StreamProtocol {
     pub common: Common,
     pub keys: StreamKeys,
+    /// Where the group starts when this queue creates it.
+    pub group_start: GroupStart,
 }
 
 impl Protocol for StreamProtocol {
@@ -72,7 +76,7 @@ impl Protocol for StreamProtocol {
             .key(&k.dead)
             .key(&k.workers)
             .key(&k.meta)
-            .arg(GROUP)
+            .arg(&self.keys.group)
             .arg(now_ms());
         let what = format!("{} (or another key of this queue)", self.keys.stream);
         let counts: Vec<i64> = self.common.conn.invoke(&what, &call).await?;
@@ -111,7 +115,7 @@ impl Protocol for StreamProtocol {
                 }
                 let cmd = redis::cmd("XPENDING")
                     .arg(stream)
-                    .arg(GROUP)
+                    .arg(&self.keys.group)
                     .arg(&entry)
                     .arg(&entry)
                     .arg(1)
@@ -164,7 +168,12 @@ impl Protocol for StreamProtocol {
     async fn prepare(&self) -> Result<()> {
         let stream = &self.keys.stream;
         let mut call = scripts::STREAM_GROUP.prepare_invoke();
-        call.key(stream).arg(GROUP);
+        call.key(stream)
+            .arg(&self.keys.group)
+            .arg(match self.group_start {
+                GroupStart::Earliest => "0",
+                GroupStart::Latest => "$",
+            });
         self.common.conn.invoke::<i64>(stream, &call).await?;
         Ok(())
     }
@@ -189,7 +198,7 @@ impl Protocol for StreamProtocol {
     ) -> Result<Vec<Job>> {
         reader
             .0
-            .xreadgroup(GROUP, &c.id, count, block_ms, &self.keys.stream)
+            .xreadgroup(&self.keys.group, &c.id, count, block_ms, &self.keys.stream)
             .await
     }
 
@@ -207,7 +216,7 @@ impl Protocol for StreamProtocol {
         call.key(stream)
             .key(&self.common.keys.dead)
             .key(&self.common.keys.outcomes)
-            .arg(GROUP)
+            .arg(&self.keys.group)
             .arg(&c.id)
             .arg(c.visibility_timeout.as_millis() as u64)
             .arg(&cursor.0)
@@ -245,7 +254,7 @@ impl Protocol for StreamProtocol {
         let stream = &self.keys.stream;
         let cmd = redis::cmd("XACK")
             .arg(stream)
-            .arg(GROUP)
+            .arg(&self.keys.group)
             .arg(receipts.iter().map(|r| &r[..]).collect::<Vec<_>>())
             .to_owned();
         self.common.conn.query::<i64>(stream, &cmd).await?;
@@ -264,7 +273,7 @@ impl Protocol for StreamProtocol {
         let mut call = scripts::STREAM_RETRY.prepare_invoke();
         call.key(stream)
             .key(&self.common.keys.delayed)
-            .arg(GROUP)
+            .arg(&self.keys.group)
             .arg(receipt)
             .arg(id)
             .arg(next_attempt)
@@ -288,7 +297,7 @@ impl Protocol for StreamProtocol {
         call.key(stream)
             .key(&self.common.keys.dead)
             .key(&self.common.keys.outcomes)
-            .arg(GROUP)
+            .arg(&self.keys.group)
             .arg(receipt)
             .arg(id)
             .arg(attempts)
@@ -321,7 +330,7 @@ impl Protocol for StreamProtocol {
         for chunk in receipts.chunks(RENEW_CHUNK) {
             pipe.cmd("XCLAIM")
                 .arg(stream)
-                .arg(GROUP)
+                .arg(&self.keys.group)
                 .arg(&c.id)
                 .arg(0)
                 .arg(chunk.iter().map(|r| &r[..]).collect::<Vec<_>>())
@@ -338,7 +347,9 @@ impl Protocol for StreamProtocol {
     async fn reap(&self, c: &Consumer, overdue: &[String], _not_after: u64) -> Result<Reaped> {
         let workers = &self.common.keys.workers;
         let mut call = scripts::STREAM_REAP.prepare_invoke();
-        call.key(&self.keys.stream).key(workers).arg(GROUP);
+        call.key(&self.keys.stream)
+            .key(workers)
+            .arg(&self.keys.group);
         for worker in overdue.iter().filter(|w| **w != c.id) {
             call.arg(worker);
         }
@@ -354,7 +365,7 @@ impl Protocol for StreamProtocol {
         let conn = &self.common.conn;
         let cmd = redis::cmd("XPENDING")
             .arg(stream)
-            .arg(GROUP)
+            .arg(&self.keys.group)
             .arg("-")
             .arg("+")
             .arg(1)
@@ -365,7 +376,7 @@ impl Protocol for StreamProtocol {
             let cmd = redis::cmd("XGROUP")
                 .arg("DELCONSUMER")
                 .arg(stream)
-                .arg(GROUP)
+                .arg(&self.keys.group)
                 .arg(&c.id)
                 .to_owned();
             let _ = conn.query::<i64>(stream, &cmd).await;
@@ -395,7 +406,7 @@ impl StreamProtocol {
                     .find(|p| as_str(&p[0]).as_deref() == Some(name))
                     .and_then(|p| as_str(&p[1]).map(|v| v.into_owned()))
             };
-            if field("name").as_deref() == Some(GROUP) {
+            if field("name").as_deref() == Some(self.keys.group.as_str()) {
                 return Ok(Some(
                     field("last-delivered-id").unwrap_or_else(|| "0-0".into()),
                 ));

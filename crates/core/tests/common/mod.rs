@@ -425,7 +425,7 @@ pub fn keys_of(queue: &Queue) -> Keys {
     let shared = QueueKeys::new(&cfg.prefix, &cfg.name);
     let list = ListKeys::new(&cfg.prefix, &cfg.name, cfg.list_key.as_deref());
     Keys {
-        stream: StreamKeys::new(&cfg.prefix, &cfg.name).stream,
+        stream: StreamKeys::of(cfg).stream,
         wait: list.wait.clone(),
         delayed: shared.delayed,
         dead: shared.dead,
