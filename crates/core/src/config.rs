@@ -165,6 +165,16 @@ impl std::fmt::Debug for TlsConfig {
 }
 
 impl QueueConfig {
+    /// Stream mode's stream and group, as these options give them.
+    pub fn stream_keys(&self) -> crate::keys::StreamKeys {
+        crate::keys::StreamKeys::new(
+            &self.prefix,
+            &self.name,
+            self.stream_key.as_deref(),
+            &self.group,
+        )
+    }
+
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),

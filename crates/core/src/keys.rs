@@ -78,15 +78,6 @@ impl StreamKeys {
             group: group.to_owned(),
         }
     }
-
-    pub fn of(cfg: &crate::config::QueueConfig) -> Self {
-        Self::new(
-            &cfg.prefix,
-            &cfg.name,
-            cfg.stream_key.as_deref(),
-            &cfg.group,
-        )
-    }
 }
 
 /// List mode's own keys.

@@ -219,7 +219,7 @@ impl Queue {
         self.check_open()?;
         let conn = &self.protocol.common().conn;
         let (prefix, name) = (&self.cfg.prefix, &self.cfg.name);
-        let stream = crate::keys::StreamKeys::of(&self.cfg).stream;
+        let stream = self.cfg.stream_keys().stream;
         let wait = crate::keys::ListKeys::new(prefix, name, self.cfg.list_key.as_deref()).wait;
         let mut pipe = redis::pipe();
         pipe.cmd("EXISTS").arg(&stream).cmd("EXISTS").arg(&wait);

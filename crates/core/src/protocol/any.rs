@@ -11,7 +11,7 @@ use crate::config::{Mode, QueueConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::job::{Job, NewJob, Stats};
-use crate::keys::{ListKeys, QueueKeys, StreamKeys};
+use crate::keys::{ListKeys, QueueKeys};
 
 pub enum AnyProtocol {
     Stream(StreamProtocol),
@@ -44,14 +44,14 @@ impl AnyProtocol {
                 Mode::List => "list",
             },
             stream: match cfg.mode {
-                Mode::Stream => Some(StreamKeys::of(cfg)),
+                Mode::Stream => Some(cfg.stream_keys()),
                 Mode::List => None,
             },
         };
         match cfg.mode {
             Mode::Stream => AnyProtocol::Stream(StreamProtocol {
                 common,
-                keys: StreamKeys::of(cfg),
+                keys: cfg.stream_keys(),
                 group_start: cfg.group_start,
             }),
             Mode::List => AnyProtocol::List(ListProtocol {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use holdfast_core::keys::{ListKeys, QueueKeys, StreamKeys};
+use holdfast_core::keys::{ListKeys, QueueKeys};
 use holdfast_core::{Dispatch, Job, Outcome, Queue, QueueConfig, Worker, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -425,7 +425,7 @@ pub fn keys_of(queue: &Queue) -> Keys {
     let shared = QueueKeys::new(&cfg.prefix, &cfg.name);
     let list = ListKeys::new(&cfg.prefix, &cfg.name, cfg.list_key.as_deref());
     Keys {
-        stream: StreamKeys::of(cfg).stream,
+        stream: cfg.stream_keys().stream,
         wait: list.wait.clone(),
         delayed: shared.delayed,
         dead: shared.dead,
