@@ -124,6 +124,18 @@ export interface FoundQueue {
   mode?: string
 }
 
+/** One consumer group of a stream, from `stats()`. */
+export interface GroupStats {
+  name: string
+  consumers: number
+  /** Delivered to this group, not yet finished. */
+  active: number
+  /** Not yet delivered to this group (its lag); null when Redis cannot tell (before 7.0). */
+  waiting?: number
+  /** How long the next job this group is to get has waited (ms); null when none waits. */
+  oldestWaitingMs?: number
+}
+
 /**
  * A batch of delivered jobs, as columns (one crossing per batch, not per job). Ids and payloads
  * each travel as one string with offsets, and the numbers as one array: creating one JS string
@@ -290,6 +302,8 @@ export interface QueueStats {
   completed: number
   /** Handler failures (retried or dead-lettered) in every process, ever. */
   failed: number
+  /** Stream mode: every consumer group reading the stream, each getting every job. */
+  groups: Array<GroupStats>
 }
 
 /** Redis Sentinel: the master's name and the sentinels to ask for it. */

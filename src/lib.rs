@@ -294,6 +294,21 @@ pub struct QueueStats {
     pub completed: f64,
     /// Handler failures (retried or dead-lettered) in every process, ever.
     pub failed: f64,
+    /// Stream mode: every consumer group reading the stream, each getting every job.
+    pub groups: Vec<GroupStats>,
+}
+
+/// One consumer group of a stream, from `stats()`.
+#[napi(object)]
+pub struct GroupStats {
+    pub name: String,
+    pub consumers: f64,
+    /// Delivered to this group, not yet finished.
+    pub active: f64,
+    /// Not yet delivered to this group (its lag); null when Redis cannot tell (before 7.0).
+    pub waiting: Option<f64>,
+    /// How long the next job this group is to get has waited (ms); null when none waits.
+    pub oldest_waiting_ms: Option<f64>,
 }
 
 /// This process's counters for one queue.
@@ -671,6 +686,17 @@ impl NativeQueue {
             oldest_waiting_ms: s.oldest_waiting_ms.map(|ms| ms as f64),
             completed: s.completed as f64,
             failed: s.failed as f64,
+            groups: s
+                .groups
+                .into_iter()
+                .map(|g| GroupStats {
+                    name: g.name,
+                    consumers: g.consumers as f64,
+                    active: g.active as f64,
+                    waiting: g.waiting.map(|n| n as f64),
+                    oldest_waiting_ms: g.oldest_waiting_ms.map(|ms| ms as f64),
+                })
+                .collect(),
         })
     }
 

@@ -1,6 +1,8 @@
 -- Claims entries whose lease expired (their worker died or lost its connection) for this
 -- consumer, and dead-letters the ones delivered more than max-deliveries times (poison messages
--- that crash every worker they reach) instead of handing them out again.
+-- that crash every worker they reach) instead of handing them out again. An entry marked as
+-- another group's retry (read, and not yet skipped, by a worker that died) is acknowledged and
+-- dropped: it is not this group's job.
 -- KEYS[1] stream
 -- KEYS[2] dead (stream)
 -- KEYS[3] outcomes (stream; see lib/dead.lua)
@@ -29,8 +31,8 @@ for _, e in ipairs(r[2]) do
   local id, fields = e[1], e[2]
   local info = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)[1]
   local deliveries = info and info[4] or 1
-  if fields == false or fields == nil then
-    -- the entry was deleted from under its pending record: nothing left to run
+  if fields == false or fields == nil or hf_other_group(hf_entry(fields).o or '', ARGV[1]) then
+    -- deleted from under its pending record (nothing left to run), or another group's retry
     redis.call('XACK', KEYS[1], ARGV[1], id)
   elseif deliveries > max then
     local f = hf_entry(fields)

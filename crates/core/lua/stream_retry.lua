@@ -1,6 +1,7 @@
 -- Schedules the next attempt of a failed job and acknowledges the failed delivery, in one step:
 -- a crash between the two cannot lose or double it. With a backoff delay the job waits in the
--- `delayed` zset (as an envelope); without one it is re-added at once. (lib/envelope.lua,
+-- `delayed` zset (as an envelope); without one it is re-added at once. Either way it is marked
+-- as this group's, so the other groups reading the stream skip it. (lib/envelope.lua,
 -- lib/stream.lua and lib/delay.lua are prepended.)
 -- KEYS[1] stream
 -- KEYS[2] delayed (zset: envelope -> due, unix ms)
@@ -16,7 +17,7 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
 if entry == nil then return 0 end
 local e = hf_entry(entry[2])
-local data, options = e.d or '', e.o or ''
+local data, options = e.d or '', hf_for_group(e.o or '', ARGV[1])
 if tonumber(ARGV[5]) > 0 then
   hf_delay(KEYS[2], ARGV[5], hf_encode(ARGV[3], ARGV[4], 0, options, data), ARGV[6])
 else

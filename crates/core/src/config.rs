@@ -165,6 +165,13 @@ impl std::fmt::Debug for TlsConfig {
 }
 
 impl QueueConfig {
+    /// The queue's keys; a consumer group other than the default one has its own (see
+    /// [`crate::keys::QueueKeys`]).
+    pub fn queue_keys(&self) -> crate::keys::QueueKeys {
+        let own = self.mode == Mode::Stream && self.group != DEFAULT_GROUP;
+        crate::keys::QueueKeys::new(&self.prefix, &self.name, own.then_some(&*self.group))
+    }
+
     /// Stream mode's stream and group, as these options give them.
     pub fn stream_keys(&self) -> crate::keys::StreamKeys {
         crate::keys::StreamKeys::new(

@@ -3,8 +3,9 @@
 //! `"\x1fhf1|<attempt>|<recoveries>|<options>|<id length>|<id><payload>"`.
 //! The id is length-prefixed, so it may hold anything, and the payload is the rest, any bytes.
 //! `options` is `;`-separated items, `m<n>` (max attempts), `b<spec>` (backoff, opaque here: the
-//! JS layer writes and reads it) and `r` (the payload is raw bytes, not text); it never holds
-//! `|`. Anything that is not an envelope is raw data from another producer: attempt 1, id
+//! JS layer writes and reads it), `r` (the payload is raw bytes, not text) and `g<hex>` (a retry
+//! for one consumer group only, its name in hex: the other groups reading the stream skip it);
+//! it never holds `|`. Anything that is not an envelope is raw data from another producer: attempt 1, id
 //! `raw-` + 16 hex of its SHA-1. `lua/lib/envelope.lua` parses exactly the same way.
 
 use std::borrow::Cow;
@@ -22,6 +23,9 @@ pub struct JobOptions {
     /// Record the job's outcome (result or error) for this long once it finishes, for
     /// `waitFor` and `getJob` (`k<ms>`).
     pub keep_outcome_ms: Option<u64>,
+    /// Stream mode: the consumer group this entry is for, when it is one group's retry (set
+    /// by the scripts that retry, `lua/lib/stream.lua` `hf_for_group`); None: every group.
+    pub group: Option<String>,
 }
 
 impl JobOptions {
@@ -39,6 +43,10 @@ impl JobOptions {
         if let Some(k) = self.keep_outcome_ms {
             items.push(format!("k{k}"));
         }
+        if let Some(g) = &self.group {
+            let hex: String = g.bytes().map(|b| format!("{b:02x}")).collect();
+            items.push(format!("g{hex}"));
+        }
         items.join(";")
     }
 
@@ -51,11 +59,24 @@ impl JobOptions {
                 Some(("b", spec)) if !spec.is_empty() => opts.backoff = Some(spec.to_owned()),
                 Some(("r", "")) => opts.binary = true,
                 Some(("k", ms)) => opts.keep_outcome_ms = ms.parse().ok().filter(|&k| k > 0),
+                Some(("g", hex)) => opts.group = unhex(hex),
                 _ => {}
             }
         }
         opts
     }
+}
+
+/// A group name from its hex; None when malformed (then the entry is every group's).
+fn unhex(hex: &str) -> Option<String> {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The parts of an envelope (or of raw data, read as one).
@@ -170,11 +191,18 @@ mod tests {
             backoff: Some("e:1000:60000:0.5".into()),
             binary: true,
             keep_outcome_ms: Some(60_000),
+            group: Some("bill;ing|é".into()),
         };
-        assert_eq!(o.encode(), "m5;be:1000:60000:0.5;r;k60000");
+        assert_eq!(
+            o.encode(),
+            "m5;be:1000:60000:0.5;r;k60000;g62696c6c3b696e677cc3a9"
+        );
         assert_eq!(JobOptions::decode(&o.encode()), o);
         assert_eq!(JobOptions::decode(""), JobOptions::default());
-        assert_eq!(JobOptions::decode("m0;x;b;rr;k0;k"), JobOptions::default());
+        assert_eq!(
+            JobOptions::decode("m0;x;b;rr;k0;k;g;g6;gzz;gff"),
+            JobOptions::default()
+        );
     }
 
     #[test]

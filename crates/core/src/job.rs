@@ -38,6 +38,7 @@ impl NewJob {
             backoff: self.backoff.clone(),
             binary: self.binary,
             keep_outcome_ms: self.keep_outcome_ms,
+            group: None,
         }
     }
 }
@@ -63,10 +64,13 @@ pub struct Job {
     /// The job keeps its outcome this long (`NewJob::keep_outcome_ms`): complete it with
     /// [`crate::Outcome::Returned`] to record its result.
     pub keep_outcome_ms: Option<u64>,
+    /// Stream mode: a retry for this consumer group only; the other groups skip it.
+    pub for_group: Option<String>,
 }
 
-/// Counts of one queue, from [`crate::Queue::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts of one queue, from [`crate::Queue::stats`]. In stream mode `waiting`, `active` and
+/// `oldest_waiting_ms` are this queue's consumer group's; `groups` has every group's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Added and not yet delivered to any worker.
     pub waiting: u64,
@@ -87,12 +91,53 @@ pub struct Stats {
     pub completed: u64,
     /// Handler failures, likewise: retried or dead-lettered.
     pub failed: u64,
+    /// Stream mode: every consumer group reading the stream (several fan out from one
+    /// stream, each getting every job), this queue's too once its workers made it.
+    pub groups: Vec<GroupStats>,
+}
+
+/// One consumer group of a stream. A group that lags holds back every entry it has not
+/// finished: entries leave the stream only once every group has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    pub name: String,
+    pub consumers: u64,
+    /// Delivered to this group and not yet finished.
+    pub active: u64,
+    /// Not yet delivered to this group (its lag); None when Redis cannot tell (before 7.0).
+    pub waiting: Option<u64>,
+    /// How long the next entry this group is to get has waited, in ms; None when none waits.
+    pub oldest_waiting_ms: Option<u64>,
 }
 
 impl Stats {
     /// `{ waiting, active, delayed, dead, workers, paused (1/0), oldest waiting (ms, -1: none),
-    /// completed, failed }`, as the stream stats script replies.
-    pub(crate) fn from_counts(counts: &[i64]) -> Self {
+    /// completed, failed, { name, consumers, active, waiting (-1: unknown), oldest (-1: none),
+    /// ... } }`, as the stream stats script replies.
+    pub(crate) fn from_reply(reply: Value) -> Self {
+        let mut parts = array(reply);
+        let groups = if parts.len() > 9 {
+            array(parts.remove(9))
+        } else {
+            Vec::new()
+        };
+        let counts: Vec<i64> = parts.iter().map(as_int).collect();
+        let known = |v: &Value| u64::try_from(as_int(v)).ok();
+        let mut stats = Self::from_counts(&counts);
+        stats.groups = groups
+            .chunks_exact(5)
+            .map(|g| GroupStats {
+                name: as_str(&g[0]).unwrap_or_default().into_owned(),
+                consumers: known(&g[1]).unwrap_or(0),
+                active: known(&g[2]).unwrap_or(0),
+                waiting: known(&g[3]),
+                oldest_waiting_ms: known(&g[4]),
+            })
+            .collect();
+        stats
+    }
+
+    fn from_counts(counts: &[i64]) -> Self {
         let at = |i: usize| counts.get(i).copied().unwrap_or(0).max(0) as u64;
         Stats {
             waiting: at(0),
@@ -104,6 +149,7 @@ impl Stats {
             oldest_waiting_ms: counts.get(6).filter(|&&ms| ms >= 0).map(|&ms| ms as u64),
             completed: at(7),
             failed: at(8),
+            groups: Vec::new(),
         }
     }
 }
@@ -160,6 +206,7 @@ pub(crate) fn from_pairs<'a>(
         max_attempts: None,
         backoff: None,
         keep_outcome_ms: None,
+        for_group: None,
     };
     if !pairs.clone().any(|(name, _)| name == b"d") {
         job.payload = Bytes::from(field_map_json(pairs));
@@ -178,6 +225,7 @@ pub(crate) fn from_pairs<'a>(
                 job.backoff = opts.backoff;
                 job.binary = opts.binary;
                 job.keep_outcome_ms = opts.keep_outcome_ms;
+                job.for_group = opts.group;
             }
             _ => {}
         }
@@ -246,6 +294,14 @@ pub(crate) fn as_str(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
         Value::SimpleString(s) => Some(std::borrow::Cow::Borrowed(s)),
         Value::Int(i) => Some(std::borrow::Cow::Owned(i.to_string())),
         _ => None,
+    }
+}
+
+/// An integer reply (or its text); -1 for anything else.
+fn as_int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => as_str(other).and_then(|s| s.parse().ok()).unwrap_or(-1),
     }
 }
 

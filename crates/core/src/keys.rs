@@ -8,7 +8,11 @@ fn key(prefix: &str, name: &str, part: &str) -> String {
     format!("{prefix}:{{{name}}}:{part}")
 }
 
-/// Keys of one queue that every mode has: `<prefix>:{<name>}:<part>`.
+/// Keys of one queue that every mode has: `<prefix>:{<name>}:<part>`. A stream-mode queue
+/// whose consumer group is not the default one keeps what belongs to its group (dead letters,
+/// workers, totals and pause flag, outcomes, scheduler lease) apart, under
+/// `<prefix>:{<name>}:g:<group>:<part>`, so several groups fan out from one stream; the jobs
+/// (`delayed`, `dedup`) and the wake-up channel stay the queue's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {
     dedup_prefix: String,
@@ -34,16 +38,22 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
-    pub fn new(prefix: &str, name: &str) -> Self {
+    /// `group`: the consumer group whose keys these are, None for the default group (and list
+    /// mode).
+    pub fn new(prefix: &str, name: &str, group: Option<&str>) -> Self {
+        let own = |part: &str| match group {
+            Some(g) => key(prefix, name, &format!("g:{g}:{part}")),
+            None => key(prefix, name, part),
+        };
         Self {
             dedup_prefix: key(prefix, name, "dedup:"),
             delayed: key(prefix, name, "delayed"),
-            dead: key(prefix, name, "dead"),
-            workers: key(prefix, name, "workers"),
-            meta: key(prefix, name, "meta"),
-            outcomes: key(prefix, name, "outcomes"),
-            outcome_prefix: key(prefix, name, "outcome:"),
-            scheduler: key(prefix, name, "scheduler"),
+            dead: own("dead"),
+            workers: own("workers"),
+            meta: own("meta"),
+            outcomes: own("outcomes"),
+            outcome_prefix: own("outcome:"),
+            scheduler: own("scheduler"),
             events: key(prefix, name, "events"),
         }
     }
@@ -130,14 +140,16 @@ pub fn glob_escape(s: &str) -> String {
 
 /// The queue a key under `prefix` belongs to, and which part it is (`stream`, `wait`,
 /// `active`, `dedup`, `outcome`, `outcomes`, `delayed`, `dead`, `workers`, `meta`,
-/// `scheduler`); None for any other key.
+/// `scheduler`, or `g` for any key of a consumer group's own); None for any other key.
 pub fn parse_queue_key<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'static str)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
-    // parts with an id of their own after them, which may hold anything: found first
-    let with_id = ["active", "dedup", "outcome"].into_iter().find_map(|part| {
-        let at = rest.find(&format!("}}:{part}:"))?;
-        Some((&rest[..at], part))
-    });
+    // parts with an id (or group) of their own after them, which may hold anything: found
+    // first, the earliest of them wins
+    let with_id = ["active", "dedup", "outcome", "g"]
+        .into_iter()
+        .filter_map(|part| Some((rest.find(&format!("}}:{part}:"))?, part)))
+        .min()
+        .map(|(at, part)| (&rest[..at], part));
     const WHOLE: [&str; 8] = [
         "stream",
         "wait",
@@ -213,7 +225,7 @@ mod tests {
 
     #[test]
     fn keys_share_one_hash_tag() {
-        let k = QueueKeys::new("holdfast", "email");
+        let k = QueueKeys::new("holdfast", "email", None);
         let s = StreamKeys::new("holdfast", "email", None, "workers");
         let l = ListKeys::new("holdfast", "email", None);
         assert_eq!(s.stream, "holdfast:{email}:stream");
@@ -239,7 +251,12 @@ mod tests {
 
     #[test]
     fn keys_tell_their_queue() {
-        let k = QueueKeys::new("hf", "a b/c");
+        let k = QueueKeys::new("hf", "a b/c", None);
+        let g = QueueKeys::new("hf", "a b/c", Some("bill:ing}"));
+        assert_eq!(g.dead, "hf:{a b/c}:g:bill:ing}:dead");
+        assert_eq!((&g.delayed, &g.events), (&k.delayed, &k.events));
+        assert_eq!(parse_queue_key("hf", &g.meta), Some(("a b/c", "g")));
+        assert_eq!(parse_queue_key("hf", &g.outcome("x")), Some(("a b/c", "g")));
         let l = ListKeys::new("hf", "a b/c", None);
         assert_eq!(parse_queue_key("hf", &k.meta), Some(("a b/c", "meta")));
         assert_eq!(

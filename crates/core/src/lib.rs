@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use envelope::JobOptions;
 pub use error::{Error, Result};
-pub use job::{DeadJob, Job, NewJob, Stats};
+pub use job::{DeadJob, GroupStats, Job, NewJob, Stats};
 pub use outcomes::JobOutcome;
 pub use queue::{FoundQueue, JobState, JobStatus, Queue, MAX_JOB_ID_LEN};
 pub use runtime::{CloseReport, Dispatch, Outcome, Worker, WorkerEvent};

@@ -143,10 +143,11 @@ impl Counters {
     }
 }
 
-/// The counters of one queue in this process, made on first use.
-pub(crate) fn for_queue(url: &str, prefix: &str, name: &str) -> Arc<Counters> {
+/// The counters of one queue in this process, made on first use. `meta` is the queue's meta key,
+/// which already tells prefix, name and (fan-out) consumer group apart.
+pub(crate) fn for_queue(url: &str, meta: &str) -> Arc<Counters> {
     static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<Counters>>>> = OnceLock::new();
-    let key = format!("{url}\0{prefix}\0{name}");
+    let key = format!("{url}\0{meta}");
     REGISTRY
         .get_or_init(Default::default)
         .lock()
@@ -189,10 +190,12 @@ mod tests {
 
     #[test]
     fn one_queue_one_set_of_counters() {
-        let a = for_queue("redis://x", "hf", "q");
-        let b = for_queue("redis://x", "hf", "q");
-        let other = for_queue("redis://x", "hf", "q2");
+        let a = for_queue("redis://x", "hf:{q}:meta");
+        let b = for_queue("redis://x", "hf:{q}:meta");
+        let other = for_queue("redis://x", "hf:{q2}:meta");
+        let group = for_queue("redis://x", "hf:{q}:g:billing:meta");
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &other));
+        assert!(!Arc::ptr_eq(&a, &group));
     }
 }

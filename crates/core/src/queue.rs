@@ -74,7 +74,7 @@ impl Queue {
         let protocol = Arc::new(AnyProtocol::new(&cfg, conn));
         let common = protocol.common();
         let outcomes = Outcomes::new(common.conn.clone(), common.keys.clone());
-        let counters = metrics::for_queue(&cfg.url, &cfg.prefix, &cfg.name);
+        let counters = metrics::for_queue(&cfg.url, &cfg.queue_keys().meta);
         Ok(Arc::new(Self {
             cfg,
             protocol,
@@ -95,7 +95,7 @@ impl Queue {
     }
 
     /// What this process's workers of this queue did (every `Queue` object for the same url,
-    /// prefix and name shares them): the counters of `queue.metrics()`.
+    /// prefix, name and consumer group shares them): the counters of `queue.metrics()`.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -195,7 +195,7 @@ impl Queue {
                 };
                 let mode = found.entry(name.to_owned()).or_default();
                 match part {
-                    "stream" => *mode = Some(Mode::Stream),
+                    "stream" | "g" => *mode = Some(Mode::Stream),
                     "wait" | "active" if mode.is_none() => *mode = Some(Mode::List),
                     _ => {}
                 }

@@ -665,6 +665,7 @@ async fn list_mode_each_job_is_delivered_once_then_acked_and_leaves_no_key() {
             oldest_waiting_ms: None,
             completed: 0,
             failed: 0,
+            groups: Vec::new(),
         }
     );
     assert_eq!(llen(&mut conn, &keys.active(worker.id())).await, n);

@@ -41,7 +41,11 @@ async fn prefetched_jobs_come_back_from_complete_never_more_than_concurrency_at_
         // 3 running + 5 read ahead, all delivered to this worker in Redis terms
         let stats = eventually(DEADLINE, "prefetch to fill", || async {
             let s = queue.stats().await.expect("stats");
-            (s.active == 8).then_some(s).ok_or(format!("{s:?}"))
+            if s.active == 8 {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
         })
         .await;
         assert_eq!(stats.waiting, total - 8);

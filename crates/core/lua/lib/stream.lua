@@ -30,3 +30,27 @@ local function hf_xadd(key, payload, id, attempt, options)
   if options and options ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = options end
   return redis.call('XADD', key, '*', unpack(fields))
 end
+
+-- A group name as the hex of its bytes (envelope.rs `g<hex>`).
+local function hf_hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+-- Options with the job marked as one consumer group's (`g<hex>`, replacing any mark it had):
+-- a retry goes back into the stream every group reads, and only its own group runs it. An
+-- empty group (list mode) leaves the job unmarked.
+local function hf_for_group(options, group)
+  local items = {}
+  for item in string.gmatch(options, '[^;]+') do
+    if string.sub(item, 1, 1) ~= 'g' then items[#items + 1] = item end
+  end
+  if group ~= '' then items[#items + 1] = 'g' .. hf_hex(group) end
+  return table.concat(items, ';')
+end
+
+-- Whether options mark the job as another group's than `group` (envelope.rs reads a malformed
+-- mark as none: every group's).
+local function hf_other_group(options, group)
+  local mark = string.match(';' .. options .. ';', ';g(%x+);')
+  return mark ~= nil and #mark % 2 == 0 and mark ~= hf_hex(group)
+end

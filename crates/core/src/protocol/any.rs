@@ -11,7 +11,7 @@ use crate::config::{Mode, QueueConfig};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::job::{Job, NewJob, Stats};
-use crate::keys::{ListKeys, QueueKeys};
+use crate::keys::ListKeys;
 
 pub enum AnyProtocol {
     Stream(StreamProtocol),
@@ -31,7 +31,7 @@ impl AnyProtocol {
             None => conn.clone(),
         };
         let common = Common {
-            keys: QueueKeys::new(&cfg.prefix, &cfg.name),
+            keys: cfg.queue_keys(),
             conn,
             adds,
             dead: super::DeadPolicy {

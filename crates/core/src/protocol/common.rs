@@ -339,7 +339,9 @@ impl Common {
     ) -> Result<u64> {
         let dead = &self.keys.dead;
         let mut call = script.prepare_invoke();
-        call.key(dead).key(target);
+        // stream mode: the jobs go back as this group's only
+        let group = self.stream.as_ref().map_or("", |s| s.group.as_str());
+        call.key(dead).key(target).arg(group);
         match ids {
             None => call.arg("all"),
             Some(ids) => call.arg("ids").arg(ids),

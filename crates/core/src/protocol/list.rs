@@ -124,6 +124,7 @@ impl Protocol for ListProtocol {
             oldest_waiting_ms: added_ms.map(|ms| now_ms().saturating_sub(ms)),
             completed: totals.0.unwrap_or(0),
             failed: totals.1.unwrap_or(0),
+            groups: Vec::new(),
         })
     }
 

@@ -292,6 +292,7 @@ pub(crate) fn job_of_envelope(element: Vec<u8>) -> Job {
         max_attempts: opts.max_attempts,
         backoff: opts.backoff,
         keep_outcome_ms: opts.keep_outcome_ms,
+        for_group: opts.group,
         receipt,
     }
 }

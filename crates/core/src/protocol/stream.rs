@@ -23,6 +23,11 @@ use crate::util::now_ms;
 /// Entries per XCLAIM when renewing leases.
 const RENEW_CHUNK: usize = 1000;
 
+/// `stats().waiting` of a group whose lag Redis does not know (Redis 6.2, or entries deleted
+/// from the middle) while other groups share the stream: the entries after its position are
+/// counted one by one, up to this many.
+const WAITING_COUNT_CAP: usize = 10_000;
+
 /// Stream mode's fetch connection: `resp.rs`, since this reply is the hottest one in the system.
 pub struct StreamReader(RespConn);
 
@@ -77,10 +82,11 @@ impl Protocol for StreamProtocol {
             .key(&k.workers)
             .key(&k.meta)
             .arg(&self.keys.group)
-            .arg(now_ms());
+            .arg(now_ms())
+            .arg(WAITING_COUNT_CAP);
         let what = format!("{} (or another key of this queue)", self.keys.stream);
-        let counts: Vec<i64> = self.common.conn.invoke(&what, &call).await?;
-        Ok(Stats::from_counts(&counts))
+        let reply: Value = self.common.conn.invoke(&what, &call).await?;
+        Ok(Stats::from_reply(reply))
     }
 
     /// The stream page by page: an entry after the group's last delivered one waits; one at or
@@ -107,7 +113,7 @@ impl Protocol for StreamProtocol {
             for job in page {
                 let entry = String::from_utf8_lossy(&job.receipt).into_owned();
                 from = format!("({entry}");
-                if job.id != id {
+                if job.id != id || !self.is_ours(&job) {
                     continue;
                 }
                 if entry_order(&entry) > last {
@@ -148,7 +154,9 @@ impl Protocol for StreamProtocol {
             .arg("COUNT")
             .arg(limit)
             .to_owned();
-        Ok(entries(self.common.conn.query(stream, &cmd).await?))
+        let mut jobs = entries(self.common.conn.query(stream, &cmd).await?);
+        jobs.retain(|job| self.is_ours(job));
+        Ok(jobs)
     }
 
     async fn dead_retry(&self, ids: Option<&[String]>) -> Result<u64> {
@@ -196,10 +204,20 @@ impl Protocol for StreamProtocol {
         count: usize,
         block_ms: u64,
     ) -> Result<Vec<Job>> {
-        reader
+        let mut jobs = reader
             .0
             .xreadgroup(&self.keys.group, &c.id, count, block_ms, &self.keys.stream)
-            .await
+            .await?;
+        if jobs.iter().any(|job| !self.is_ours(job)) {
+            // another group's retries: acknowledged here, never run (if this fails, they stay
+            // pending and recovery drops them the same way; ours are delivered all the same)
+            let (ours, others): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|job| self.is_ours(job));
+            let receipts: Vec<Bytes> = others.into_iter().map(|job| job.receipt).collect();
+            let _ = self.ack(c, &receipts).await;
+            jobs = ours;
+        }
+        Ok(jobs)
     }
 
     /// One step of the XAUTOCLAIM scan.
@@ -386,6 +404,12 @@ impl Protocol for StreamProtocol {
 }
 
 impl StreamProtocol {
+    /// Whether this group runs the entry: every group runs an entry, except a retry marked as
+    /// another group's (`JobOptions::group`).
+    fn is_ours(&self, job: &Job) -> bool {
+        job.for_group.as_ref().is_none_or(|g| *g == self.keys.group)
+    }
+
     /// The group's last delivered entry id ("0-0" before any worker made the group); None when
     /// the stream does not exist.
     async fn last_delivered(&self) -> Result<Option<String>> {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use holdfast_core::keys::{ListKeys, QueueKeys};
+use holdfast_core::keys::ListKeys;
 use holdfast_core::{Dispatch, Job, Outcome, Queue, QueueConfig, Worker, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -422,7 +422,7 @@ impl Keys {
 
 pub fn keys_of(queue: &Queue) -> Keys {
     let cfg = queue.config();
-    let shared = QueueKeys::new(&cfg.prefix, &cfg.name);
+    let shared = cfg.queue_keys();
     let list = ListKeys::new(&cfg.prefix, &cfg.name, cfg.list_key.as_deref());
     Keys {
         stream: cfg.stream_keys().stream,
