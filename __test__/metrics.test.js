@@ -122,7 +122,7 @@ test('metrics() of several queues declares each family once; a queue whose Redis
   await down.close()
 
   const { families, samples } = parse(await metrics([a, b, gone]))
-  assert.equal(families.size, 11)
+  assert.equal(families.size, 12)
   assert.equal(value(samples, 'holdfast_queue_jobs', { queue: a.name, state: 'waiting' }), 1)
   assert.equal(value(samples, 'holdfast_queue_jobs', { queue: b.name, state: 'waiting' }), 0)
   assert.equal(value(samples, 'holdfast_redis_up', { queue: gone.name }), 0)

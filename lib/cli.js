@@ -37,7 +37,8 @@ const CONNECTION_HELP = `Connection (every command):
   --mode stream|list      the queue's mode (default: what its keys in Redis say)
   --list-key KEY          list mode: the list producers push to, when not the default
   --stream-key KEY        stream mode: the stream producers add to, when not the default
-  --group NAME            stream mode: the consumer group to report on (default workers)
+  --group NAME            stream mode: the consumer group (fan-out) whose dead letters, pause
+                          flag and totals to use (default workers)
   --cluster H:P,H:P       Redis Cluster seed nodes
   --sentinel H:P,H:P      Sentinel nodes, with --sentinel-master NAME
   --tls                   TLS (also implied by a rediss:// url)
@@ -325,7 +326,16 @@ async function cmdStats(ctx) {
       ['failed (all time)', s.failed],
     ]
     const w = Math.max(...rows.map(([k]) => k.length))
-    return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')
+    const text = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')
+    if (s.groups.length === 0) return text
+    const groups = table(s.groups, [
+      ['name', 'GROUP'],
+      ['consumers', 'CONSUMERS'],
+      ['waiting', 'WAITING', (v) => (v === null ? '?' : String(v))],
+      ['active', 'ACTIVE'],
+      ['oldestWaitingMs', 'OLDEST', age],
+    ])
+    return `${text}\n\n${groups}`
   })
 }
 

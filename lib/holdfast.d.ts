@@ -285,6 +285,24 @@ export interface QueueStats {
   completed: number
   /** Handler failures (retried or dead-lettered) in every process, ever; as `completed`. */
   failed: number
+  /**
+   * Stream mode: every consumer group reading the stream (this queue's and the others' fanned
+   * out from it), each of which gets every job. Empty in list mode.
+   */
+  groups: GroupStats[]
+}
+
+/** One consumer group of a stream, from `stats().groups`. */
+export interface GroupStats {
+  name: string
+  /** Consumers Redis knows in the group (holdfast's live and dead workers, and other programs'). */
+  consumers: number
+  /** Delivered to this group, not yet finished by it. */
+  active: number
+  /** Not yet delivered to this group: its lag. null when Redis cannot tell (before 7.0). */
+  waiting: number | null
+  /** How long the next job this group is to get has waited, in ms; null when none waits. */
+  oldestWaitingMs: number | null
 }
 
 /** A job still waiting, from `queue.peek()`. */

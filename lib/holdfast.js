@@ -252,6 +252,7 @@ class ReliableQueue extends EventEmitter {
       throw fromNative(e)
     }
     this.name = name
+    this._group = opts.mode === 'list' ? undefined : opts.group
     this._keepOutcomeMs = opts.keepOutcomeMs === undefined ? undefined : checkKeep(opts.keepOutcomeMs)
     this._key = this._native.identity
     this._maxPayloadBytes = this._native.maxPayloadBytes
@@ -409,6 +410,10 @@ class ReliableQueue extends EventEmitter {
   async stats() {
     const s = await this._call((n) => n.stats())
     s.oldestWaitingMs ??= null
+    for (const g of s.groups) {
+      g.waiting ??= null
+      g.oldestWaitingMs ??= null
+    }
     return s
   }
 

@@ -20,7 +20,7 @@ function number(n) {
 
 /**
  * The families, in output order: [name, type, help, samples(sample) -> [suffix, labels, value][]].
- * `sample` is `{ name, stats, counters }`; `stats` is null when Redis did not answer.
+ * `sample` is `{ name, labels, stats, counters }`; `stats` is null when Redis did not answer.
  */
 const FAMILIES = [
   ['holdfast_redis_up', 'gauge', "1 when the queue's Redis answered this scrape, else 0 (and the queue gauges are left out).", (s) => [['', {}, s.stats ? 1 : 0]]],
@@ -39,6 +39,18 @@ const FAMILIES = [
       if (s.stats.waiting === 0) return [['', {}, 0]]
       return s.stats.oldestWaitingMs == null ? [] : [['', {}, s.stats.oldestWaitingMs / 1000]]
     },
+  ],
+  [
+    'holdfast_stream_group_jobs',
+    'gauge',
+    "Stream mode: each consumer group's jobs (waiting: not yet delivered to that group, its lag; active: delivered to it, not finished); each series once however many of the groups' queues are sampled.",
+    (s) =>
+      s.stats
+        ? s.stats.groups.flatMap((g) => [
+            ...(g.waiting === null ? [] : [['', { group: g.name, state: 'waiting' }, g.waiting]]),
+            ['', { group: g.name, state: 'active' }, g.active],
+          ])
+        : [],
   ],
   ['holdfast_queue_paused', 'gauge', '1 while the queue is paused.', (s) => (s.stats ? [['', {}, s.stats.paused ? 1 : 0]] : [])],
   ['holdfast_workers', 'gauge', 'Live workers of the queue, in every process (heartbeat not overdue).', (s) => (s.stats ? [['', {}, s.stats.workers]] : [])],
@@ -70,10 +82,14 @@ function render(samples) {
   const lines = []
   for (const [name, type, help, of] of FAMILIES) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+    const seen = new Set() // fanned-out queues all report every group of their stream
     for (const sample of samples) {
       for (const [suffix, labels, value] of of(sample)) {
-        const pairs = [`queue="${label(sample.name)}"`, ...Object.entries(labels).map(([k, v]) => `${k}="${label(v)}"`)]
-        lines.push(`${name}${suffix}{${pairs.join(',')}} ${number(value)}`)
+        const pairs = Object.entries({ queue: sample.name, ...sample.labels, ...labels }).map(([k, v]) => `${k}="${label(v)}"`)
+        const series = `${name}${suffix}{${pairs.join(',')}}`
+        if (seen.has(series)) continue
+        seen.add(series)
+        lines.push(`${series} ${number(value)}`)
       }
     }
   }
@@ -83,7 +99,9 @@ function render(samples) {
 /** A queue's sample: Redis counts (null if Redis did not answer) and this process's counters. */
 async function sample(queue) {
   const stats = await queue.stats().catch(() => null)
-  return { name: queue.name, stats, counters: queue._native.counters() }
+  // Queues fanned out from one stream share its name: their consumer group tells them apart.
+  const labels = queue._group === undefined ? {} : { group: queue._group }
+  return { name: queue.name, labels, stats, counters: queue._native.counters() }
 }
 
 module.exports = { CONTENT_TYPE, render, sample }
