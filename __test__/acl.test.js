@@ -71,6 +71,25 @@ test('both modes run as an ACL user with exactly the documented rules', async (t
     await queue.close()
     assert.deepEqual(errors, [], mode)
   }
+  // fan-out: a second group, joining a stream that has entries at 'latest', with keys of its own
+  const name = uniqueName('acl-fanout')
+  const first = new ReliableQueue(name, { url })
+  await first.add('before')
+  const late = new ReliableQueue(name, { url, group: 'late', groupStart: 'latest' })
+  const got = []
+  const errors = []
+  const worker = late.process(async (job) => {
+    got.push(job.data)
+  })
+  worker.on('error', (e) => errors.push(`${e.code} ${e.message}`))
+  await waitFor(async () => (await late.stats()).groups.some((g) => g.name === 'late'), 10_000, 'the late group')
+  await first.add('after')
+  await waitFor(() => got.length === 1, 10_000, 'the job added after it joined')
+  assert.deepEqual(got, ['after'])
+  await late.pause()
+  assert.equal((await late.stats()).paused, true)
+  await Promise.all([first.close(), late.close()])
+  assert.deepEqual(errors, [], 'fan-out')
   assert.deepEqual(await denials(admin), [])
 })
 

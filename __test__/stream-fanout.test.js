@@ -4,12 +4,24 @@
 // pause and totals belong to one group.
 const test = require('node:test')
 const assert = require('node:assert/strict')
+const path = require('node:path')
+const { execFile } = require('node:child_process')
 const { ReliableQueue, listQueues } = require('..')
 const { useRedis, uniqueName, waitFor } = require('./helpers/redis-server')
 
 const byGroup = (stats) => Object.fromEntries(stats.groups.map((g) => [g.name, g]))
 // Redis 6.2 reports no group lag: `waiting` is null there
 const lagKnown = async (client) => Number(/redis_version:(\d+)/.exec(await client.info('server'))[1]) >= 7
+
+/** The `holdfast` command; resolves to { code, stdout, stderr }. */
+function holdfast(...args) {
+  const bin = path.join(__dirname, '..', 'bin', 'holdfast.js')
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, REDIS_URL: '' }, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? err.code : 0, stdout, stderr })
+    })
+  })
+}
 
 function gate() {
   let open
@@ -120,6 +132,15 @@ test('[stream] retries and dead letters are per group: a retry runs again only i
   assert.deepEqual(await email.dead.list(), [])
   assert.equal((await billing.stats()).dead, 1)
   assert.equal((await email.stats()).dead, 0)
+  // the command line: each group's dead letters, and every group in `stats`
+  const deadOf = async (...group) => JSON.parse((await holdfast('dead', 'list', name, ...group, '--url', redis.url, '--json')).stdout).map((l) => l.id)
+  assert.deepEqual(await deadOf(), [ids[4]])
+  assert.deepEqual(await deadOf('--group', 'email'), [])
+  const text = await holdfast('stats', name, '--url', redis.url)
+  assert.equal(text.code, 0, text.stderr)
+  assert.match(text.stdout, /^GROUP +CONSUMERS +WAITING +ACTIVE +OLDEST$/m)
+  assert.match(text.stdout, /^email +1 +\S+ +0 +-$/m)
+  assert.match(text.stdout, /^workers +1 +\S+ +0 +-$/m)
 
   doomed = false
   assert.equal(await email.dead.retry('all'), 0, "email has no dead letters to retry")
