@@ -8,6 +8,7 @@ const path = require('node:path')
 const { execFile } = require('node:child_process')
 const { ReliableQueue, listQueues } = require('..')
 const { useRedis, uniqueName, waitFor } = require('./helpers/redis-server')
+const { startFixture } = require('./helpers/child')
 
 const byGroup = (stats) => Object.fromEntries(stats.groups.map((g) => [g.name, g]))
 // Redis 6.2 reports no group lag: `waiting` is null there
@@ -202,4 +203,47 @@ test('[stream] a group added while jobs wait starts at the first waiting entry o
   assert.deepEqual(runs.first.sort(), ['a', 'b', 'c', 'd'])
   assert.deepEqual(runs.audit.sort(), ['a', 'b', 'c', 'd'], "earliest: the jobs waiting when it joined, then the new one")
   assert.deepEqual(runs.live, ['d'], 'latest: only the job added after it joined')
+})
+
+test('[stream] a worker process of one group SIGKILLed mid-run: its group recovers every job, the other group runs each once', async (t) => {
+  const redis = await useRedis()
+  t.after(() => redis.close())
+  const name = uniqueName('fanout-kill')
+  const streamKey = `holdfast:{${name}}:stream`
+  const billing = new ReliableQueue(name, { url: redis.url, group: 'billing' })
+  const email = new ReliableQueue(name, { url: redis.url, group: 'email' })
+  t.after(() => Promise.all([billing.close(), email.close()]))
+  const total = 300
+  const timeoutMs = 1000
+  const child = startFixture('worker.js', { HF_URL: redis.url, HF_QUEUE: name, HF_GROUP: 'billing', HF_CONCURRENCY: '20', HF_VISIBILITY_MS: String(timeoutMs) })
+  t.after(() => child.proc.kill('SIGKILL'))
+  await child.waitLine((m) => m.ready)
+  const mailed = []
+  const ew = email.process(async (job) => {
+    mailed.push(job.id)
+  }, { visibilityTimeoutMs: timeoutMs })
+  await waitFor(async () => (await redis.client.xInfoGroups(streamKey).catch(() => [])).length === 2, 10_000, 'both groups')
+  const ids = await email.addBulk(Array.from({ length: total }, (_, i) => ({ i })))
+
+  await waitFor(() => child.lines.filter((m) => m.done).length >= 50, 20_000, 'the billing child under way')
+  child.proc.kill('SIGKILL')
+  assert.equal((await child.exited).signal, 'SIGKILL')
+  const doneByChild = new Set(child.lines.filter((m) => m.done).map((m) => m.done))
+  assert.ok(doneByChild.size < total, 'the kill landed mid-run')
+
+  const billedHere = new Set()
+  const stalled = []
+  const bw = billing.process(async (job) => {
+    billedHere.add(job.id)
+  }, { visibilityTimeoutMs: timeoutMs })
+  bw.on('stalled', (id) => stalled.push(id))
+  await waitFor(() => ids.every((id) => doneByChild.has(id) || billedHere.has(id)), 30_000, 'billing ran every job')
+  await waitFor(() => mailed.length >= total, 20_000, 'email ran every job')
+  await waitFor(async () => (await redis.client.xLen(streamKey)) === 0, 10_000, 'trimmed once both finished')
+  await Promise.all([bw.close(), ew.close()])
+  assert.ok(stalled.length > 0, "the killed worker's jobs came back as stalled")
+  assert.deepEqual([...mailed].sort(), [...ids].sort(), 'email: each job once, undisturbed')
+  const stats = await billing.stats()
+  assert.equal(stats.dead, 0)
+  assert.equal((await email.stats()).dead, 0)
 })
