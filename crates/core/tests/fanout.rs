@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use holdfast_core::{NewJob, Outcome, Queue, WorkerEvent};
+use holdfast_core::{NewJob, Outcome, Queue, Worker, WorkerConfig, WorkerEvent};
 use redis::aio::MultiplexedConnection;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -60,45 +60,73 @@ fn payloads() -> Vec<NewJob> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_mode_a_crash_in_one_group_is_recovered_in_that_group_only() {
+/// One queue read by two groups, the default one (billing) and `email`, a worker in each and
+/// both groups made; then the jobs added.
+struct TwoGroups {
+    _redis: TestRedis,
+    billing: Arc<Queue>,
+    email: Arc<Queue>,
+    stream: String,
+    conn: MultiplexedConnection,
+    ids: HashSet<String>,
+    billing_worker: Worker,
+    billing_dispatch: Arc<ChannelDispatch>,
+    billing_rx: Received,
+    email_worker: Worker,
+    email_rx: Received,
+}
+
+async fn two_groups(test: &str, cfg: &WorkerConfig) -> TwoGroups {
     let redis = TestRedis::shared_or_spawn();
-    let billing = queue(&redis.url(), "fanout-crash");
+    let billing = queue(&redis.url(), test);
     let email = in_group(&billing, "email");
     let stream = keys_of(&billing).stream;
     let mut conn = redis_conn(&redis.url()).await;
-    let cfg = worker_cfg(Duration::from_millis(500));
-
-    let (email_dispatch, mut email_rx) = channel_dispatch();
+    let (email_dispatch, email_rx) = channel_dispatch();
     let email_worker = email
         .worker(cfg.clone(), email_dispatch)
         .expect("email worker");
-    let (crash_dispatch, mut crash_rx) = channel_dispatch();
-    let crashing = billing
-        .worker(cfg.clone(), crash_dispatch)
+    let (billing_dispatch, billing_rx) = channel_dispatch();
+    let billing_worker = billing
+        .worker(cfg.clone(), billing_dispatch.clone())
         .expect("billing worker");
     wait_groups(&mut conn, &stream, 2).await;
-    let ids: HashSet<String> = billing
-        .add(payloads())
-        .await
-        .expect("add")
-        .into_iter()
-        .collect();
+    let ids = billing.add(payloads()).await.expect("add");
+    TwoGroups {
+        _redis: redis,
+        billing,
+        email,
+        stream,
+        conn,
+        ids: ids.into_iter().collect(),
+        billing_worker,
+        billing_dispatch,
+        billing_rx,
+        email_worker,
+        email_rx,
+    }
+}
 
-    let held = crash_rx.jobs(JOBS, DEADLINE).await;
-    assert_eq!(ids_of(&held), ids);
-    drop(crashing); // a crash: nothing acked, no lease renewed
-    let mailed = email_rx.jobs(JOBS, DEADLINE).await;
-    assert_eq!(each_once("email", mailed.iter().map(|j| &j.id)), ids);
-    complete_all(&email_worker, &mailed);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_mode_a_crash_in_one_group_is_recovered_in_that_group_only() {
+    let cfg = worker_cfg(Duration::from_millis(500));
+    let mut t = two_groups("fanout-crash", &cfg).await;
+    let ids = &t.ids;
+
+    let held = t.billing_rx.jobs(JOBS, DEADLINE).await;
+    assert_eq!(&ids_of(&held), ids);
+    drop(t.billing_worker); // a crash: nothing acked, no lease renewed
+    let mailed = t.email_rx.jobs(JOBS, DEADLINE).await;
+    assert_eq!(&each_once("email", mailed.iter().map(|j| &j.id)), ids);
+    complete_all(&t.email_worker, &mailed);
 
     // another billing process recovers billing's jobs once their leases expire
     let (dispatch, mut rx) = channel_dispatch();
-    let recovering = same_queue(&billing)
+    let recovering = same_queue(&t.billing)
         .worker(cfg, dispatch)
         .expect("second billing worker");
     let recovered = rx.jobs(JOBS, DEADLINE).await;
-    assert_eq!(each_once("billing", recovered.iter().map(|j| &j.id)), ids);
+    assert_eq!(&each_once("billing", recovered.iter().map(|j| &j.id)), ids);
     rx.event_where(DEADLINE, |e| {
         matches!(e, WorkerEvent::Stalled { .. }).then_some(())
     })
@@ -107,64 +135,45 @@ async fn stream_mode_a_crash_in_one_group_is_recovered_in_that_group_only() {
 
     // email was not disturbed: nothing more reached it, and the stream empties once both
     // groups have finished every entry
-    email_rx.no_job_for(Duration::from_millis(500)).await;
-    wait_trimmed(&mut conn, &stream).await;
+    t.email_rx.no_job_for(Duration::from_millis(500)).await;
+    wait_trimmed(&mut t.conn, &t.stream).await;
     close(recovering).await;
-    close(email_worker).await;
+    close(t.email_worker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_a_failure_in_one_group_is_retried_in_that_group_only() {
-    let redis = TestRedis::shared_or_spawn();
-    let billing = queue(&redis.url(), "fanout-retry");
-    let email = in_group(&billing, "email");
-    let stream = keys_of(&billing).stream;
-    let mut conn = redis_conn(&redis.url()).await;
-    let cfg = worker_cfg(Duration::from_secs(5));
-
-    let (email_dispatch, mut email_rx) = channel_dispatch();
-    let email_worker = email
-        .worker(cfg.clone(), email_dispatch)
-        .expect("email worker");
-    let (billing_dispatch, mut billing_rx) = channel_dispatch();
-    let billing_worker = billing
-        .worker(cfg, billing_dispatch.clone())
-        .expect("billing worker");
-    wait_groups(&mut conn, &stream, 2).await;
-    let ids: HashSet<String> = billing
-        .add(payloads())
-        .await
-        .expect("add")
-        .into_iter()
-        .collect();
+    let mut t = two_groups("fanout-retry", &worker_cfg(Duration::from_secs(5))).await;
+    let ids = &t.ids;
 
     // billing fails every first attempt: half retried at once, half after a backoff
-    let first = billing_rx.jobs(JOBS, DEADLINE).await;
+    let first = t.billing_rx.jobs(JOBS, DEADLINE).await;
     let failures = first.iter().enumerate().map(|(i, j)| {
         let retry_in = Duration::from_millis(if i % 2 == 0 { 0 } else { 50 });
         let reason = "declined".to_owned();
         (j.token, Outcome::Failed { reason, retry_in })
     });
-    billing_dispatch.complete(&billing_worker, failures.collect::<Vec<_>>());
-    let second = billing_rx.jobs(JOBS, DEADLINE).await;
+    t.billing_dispatch
+        .complete(&t.billing_worker, failures.collect::<Vec<_>>());
+    let second = t.billing_rx.jobs(JOBS, DEADLINE).await;
     assert_eq!(
-        each_once("billing retries", second.iter().map(|j| &j.id)),
+        &each_once("billing retries", second.iter().map(|j| &j.id)),
         ids
     );
     assert!(second.iter().all(|j| j.attempt == 2), "{second:?}");
-    complete_all(&billing_worker, &second);
+    complete_all(&t.billing_worker, &second);
 
-    let mailed = email_rx.jobs(JOBS, DEADLINE).await;
-    assert_eq!(each_once("email", mailed.iter().map(|j| &j.id)), ids);
+    let mailed = t.email_rx.jobs(JOBS, DEADLINE).await;
+    assert_eq!(&each_once("email", mailed.iter().map(|j| &j.id)), ids);
     assert!(mailed.iter().all(|j| j.attempt == 1));
-    complete_all(&email_worker, &mailed);
+    complete_all(&t.email_worker, &mailed);
     // the retries' entries pass email unrun, and leave the stream
-    wait_trimmed(&mut conn, &stream).await;
-    email_rx.no_job_for(Duration::from_millis(300)).await;
-    let stats = email.stats().await.expect("stats");
+    wait_trimmed(&mut t.conn, &t.stream).await;
+    t.email_rx.no_job_for(Duration::from_millis(300)).await;
+    let stats = t.email.stats().await.expect("stats");
     assert_eq!((stats.waiting, stats.active), (0, 0));
     let names: HashSet<String> = stats.groups.iter().map(|g| g.name.clone()).collect();
     assert_eq!(names, ["workers", "email"].map(String::from).into());
-    close(billing_worker).await;
-    close(email_worker).await;
+    close(t.billing_worker).await;
+    close(t.email_worker).await;
 }
