@@ -24,6 +24,11 @@ function holdfast(...args) {
   })
 }
 
+/** Waits until `n` consumer groups exist on the stream (a group is made by its first worker). */
+function groupsMade(redis, streamKey, n, what) {
+  return waitFor(async () => (await redis.client.xInfoGroups(streamKey).catch(() => [])).length === n, 10_000, what)
+}
+
 function gate() {
   let open
   const opened = new Promise((resolve) => {
@@ -55,7 +60,7 @@ test('[stream] two groups at different speeds each get every job once; entries s
     await slow.opened // email lags until billing is done with every job
     mailed.push(job.id)
   }, { concurrency: 2, prefetch: 2 })
-  await waitFor(async () => (await redis.client.xInfoGroups(streamKey).catch(() => [])).length === 2, 10_000, 'both groups')
+  await groupsMade(redis, streamKey, 2, 'both groups')
   const ids = await producer.addBulk(Array.from({ length: 40 }, (_, i) => ({ order: i })))
 
   await waitFor(() => billed.length === 40, 10_000, 'billing ran every job')
@@ -118,7 +123,7 @@ test('[stream] retries and dead letters are per group: a retry runs again only i
   const ew = email.process(async (job) => {
     mailed.push([job.data.n, job.attempt])
   })
-  await waitFor(async () => (await redis.client.xInfoGroups(streamKey).catch(() => [])).length === 2, 10_000, 'both groups')
+  await groupsMade(redis, streamKey, 2, 'both groups')
   const jobs = ['0', '1', '2', '3', 'doomed']
   const ids = await billing.addBulk(jobs.map((n) => ({ n })))
 
@@ -172,7 +177,7 @@ test('[stream] a group added while jobs wait starts at the first waiting entry o
     await hold.opened
     runs.first.push(job.data)
   })
-  await waitFor(async () => (await redis.client.xInfoGroups(streamKey).catch(() => [])).length === 1, 10_000, 'the first group')
+  await groupsMade(redis, streamKey, 1, 'the first group')
   await first.addBulk(['a', 'b', 'c'])
   // 'first' holds them (its handler waits): they are still in the stream for the new groups
   const aw = earliest.process(async (job) => {
@@ -182,7 +187,7 @@ test('[stream] a group added while jobs wait starts at the first waiting entry o
     runs.live.push(job.data)
   })
   await waitFor(() => runs.audit.length === 3, 10_000, 'audit got the waiting jobs')
-  await waitFor(async () => (await redis.client.xInfoGroups(streamKey)).length === 3, 10_000, 'live joined')
+  await groupsMade(redis, streamKey, 3, 'live joined')
 
   // pause one group: the others go on
   await latest.pause()
@@ -222,7 +227,7 @@ test('[stream] a worker process of one group SIGKILLed mid-run: its group recove
   const ew = email.process(async (job) => {
     mailed.push(job.id)
   }, { visibilityTimeoutMs: timeoutMs })
-  await waitFor(async () => (await redis.client.xInfoGroups(streamKey).catch(() => [])).length === 2, 10_000, 'both groups')
+  await groupsMade(redis, streamKey, 2, 'both groups')
   const ids = await email.addBulk(Array.from({ length: total }, (_, i) => ({ i })))
 
   await waitFor(() => child.lines.filter((m) => m.done).length >= 50, 20_000, 'the billing child under way')
